@@ -1,0 +1,152 @@
+// Package agent is the core of etcd-discovery-agent: it finds the host's
+// address, takes part in an etcd v2 discovery-token rendezvous exactly as
+// etcd's own --discovery client does, and writes the environment file from
+// which etcd starts with a static --initial-cluster.
+//
+// Because the agent, not etcd, runs the rendezvous, the env file carries
+// ETCD_INITIAL_CLUSTER_TOKEN = the discovery URL. etcd hashes that token
+// into member and cluster IDs the same way v2 discovery hashes the URL, so
+// members started by the agent and members running etcd's own --discovery on
+// the same token form one cluster, and etcd versions without v2 discovery
+// (3.7) can still be bootstrapped from a token.
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/registry"
+)
+
+// Errors that decide the outcome of a run; cmd maps them to exit codes.
+var (
+	// ErrConfig reports unusable configuration.
+	ErrConfig = errors.New("configuration")
+	// ErrTokenFull reports a token that already holds its size of members
+	// without this host.
+	ErrTokenFull = errors.New("discovery token is full")
+	// ErrConflict reports a name or member ID that another host holds.
+	ErrConflict = errors.New("conflict")
+	// ErrRegistryData reports a token whose content cannot be trusted: no
+	// size, a bad size, or an entry that is not a valid member.
+	ErrRegistryData = errors.New("unusable discovery token")
+	// ErrTimeout reports that the overall deadline passed while waiting.
+	ErrTimeout = errors.New("timed out")
+)
+
+// OnFull says what a host does when the token is full without it.
+type OnFull string
+
+// The choices for OnFull.
+const (
+	OnFullExit  OnFull = "exit"
+	OnFullProxy OnFull = "proxy"
+)
+
+// Config is everything bootstrap needs. Zero values are not defaults; cmd
+// fills the documented defaults.
+type Config struct {
+	Name      string // member name
+	Discovery string // discovery URL (token directory)
+
+	AdvertiseAddress string // literal IP or go-sockaddr template
+	ListenAddress    string // literal IP or template; empty means the advertise address
+	PeerPort         int
+	ClientPort       int
+	Scheme           string // http or https
+	ListenLoopback   bool   // also listen for clients on the loopback address
+
+	DataDir  string // etcd's data dir, inspected for an initialised member
+	EnvFile  string // where the environment file goes
+	StateDir string // where the last rendezvous is cached
+
+	Timeout time.Duration // overall deadline
+	OnFull  OnFull
+	// PeerWait bounds how long a member waits for the lead member (lowest
+	// peer URL) to answer on its peer port before its etcd may start; 0
+	// disables the ordered start.
+	PeerWait time.Duration
+	// EtcdVersion is the local etcd's version (e.g. "3.4.23"), used to refuse
+	// --on-full=proxy where etcd has no v2 proxy; empty when unknown.
+	EtcdVersion string
+}
+
+// Validate checks the parts of the configuration that need no I/O.
+func (c *Config) Validate() error {
+	var errs []error
+	if err := ValidateName(c.Name); err != nil {
+		errs = append(errs, fmt.Errorf("--name: %w", err))
+	}
+	if c.Discovery == "" {
+		errs = append(errs, errors.New("--discovery: a discovery URL is required (make one with 'etcd-discovery-agent token new')"))
+	} else if _, err := registry.ParseURL(c.Discovery); err != nil {
+		errs = append(errs, fmt.Errorf("--discovery: %w", err))
+	}
+	for _, p := range []struct {
+		flag string
+		v    int
+	}{{"--peer-port", c.PeerPort}, {"--client-port", c.ClientPort}} {
+		if p.v < 1 || p.v > 65535 {
+			errs = append(errs, fmt.Errorf("%s: %d is not a port from 1 to 65535", p.flag, p.v))
+		}
+	}
+	if c.PeerPort == c.ClientPort {
+		errs = append(errs, fmt.Errorf("--peer-port and --client-port are both %d", c.PeerPort))
+	}
+	if c.Scheme != "http" && c.Scheme != "https" {
+		errs = append(errs, fmt.Errorf("--scheme: %q must be http or https", c.Scheme))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir: required"))
+	}
+	if c.EnvFile == "" {
+		errs = append(errs, errors.New("--env-file: required"))
+	}
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("--state-dir: required"))
+	}
+	if c.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("--timeout: %s must be positive", c.Timeout))
+	}
+	if c.PeerWait < 0 {
+		errs = append(errs, fmt.Errorf("--peer-wait: %s must not be negative", c.PeerWait))
+	}
+	switch c.OnFull {
+	case OnFullExit:
+	case OnFullProxy:
+		if major, minor, ok := parseVersion(c.EtcdVersion); ok && (major > 3 || major == 3 && minor >= 6) {
+			errs = append(errs, fmt.Errorf("--on-full=proxy: etcd %s has no v2 proxy (removed in 3.6); use --on-full=exit", c.EtcdVersion))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--on-full: %q must be exit or proxy", c.OnFull))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+	}
+	return nil
+}
+
+// addresses resolves the advertise and listen addresses.
+func (c *Config) addresses() (advertise, listen netip.Addr, err error) {
+	advertise, err = ResolveAddress(c.AdvertiseAddress)
+	if err != nil {
+		return advertise, listen, fmt.Errorf("%w: --advertise-address: %w", ErrConfig, err)
+	}
+	if !advertise.IsValid() || advertise.IsUnspecified() || advertise.IsMulticast() {
+		return advertise, listen, fmt.Errorf("%w: --advertise-address: %s cannot be reached by peers; give the host's own address", ErrConfig, advertise)
+	}
+	listen = advertise
+	if c.ListenAddress != "" {
+		if listen, err = ResolveAddress(c.ListenAddress); err != nil {
+			return advertise, listen, fmt.Errorf("%w: --listen-address: %w", ErrConfig, err)
+		}
+	}
+	return advertise, listen, nil
+}
+
+func parseVersion(v string) (major, minor int, ok bool) {
+	_, err := fmt.Sscanf(v, "%d.%d", &major, &minor)
+	return major, minor, err == nil
+}

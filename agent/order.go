@@ -1,0 +1,76 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+)
+
+// leadURL returns the lowest peer URL of all members and whether it is one
+// of self's.
+//
+// Why it matters: etcd started with a static --initial-cluster first asks
+// the other members for their member list, trying their peer URLs in sorted
+// order, one second each, and stops at the first answer. A peer whose port is
+// open but which is itself still busy with that question does not answer, so
+// members that all start in the same instant wait on each other for up to a
+// second per peer. If the member with the lowest URL starts first, every
+// other member's first question goes to a peer that already serves, and the
+// rest can start together without waiting at all.
+func leadURL(members []Member, self Member) (string, bool) {
+	var lowest string
+	for _, m := range members {
+		for _, u := range m.PeerURLs {
+			if lowest == "" || u < lowest {
+				lowest = u
+			}
+		}
+	}
+	return lowest, slices.Contains(self.PeerURLs, lowest)
+}
+
+// waitForLead waits, at most bound, until the lead member answers HTTP on
+// its peer URL, so that this member's etcd finds a serving peer first. It
+// never fails: a dead lead only costs the bound.
+func waitForLead(ctx context.Context, members []Member, self Member, bound time.Duration, log *slog.Logger) {
+	if bound <= 0 || len(members) < 2 {
+		return
+	}
+	lead, isLead := leadURL(members, self)
+	if isLead {
+		log.Info("this member has the lowest peer URL and starts first", "peer_url", lead)
+		return
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	log.Info("waiting for the lead member to serve before starting", "lead", lead, "at_most", bound.String())
+	client := &http.Client{
+		Timeout: 250 * time.Millisecond,
+		Transport: &http.Transport{
+			// Only whether the peer answers is of interest; nothing is sent
+			// and nothing received is trusted.
+			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+			DisableKeepAlives: true,
+			Proxy:             nil,
+		},
+	}
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, lead+"/version", nil)
+		if err != nil {
+			return
+		}
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			log.Info("lead member serves", "lead", lead, "waited", time.Since(start).Round(time.Millisecond).String())
+			return
+		}
+		if sleep(ctx, 20*time.Millisecond) != nil {
+			log.Warn("lead member did not answer in time; starting anyway", "lead", lead, "waited", time.Since(start).Round(time.Millisecond).String())
+			return
+		}
+	}
+}

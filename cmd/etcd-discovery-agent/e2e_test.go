@@ -1,0 +1,418 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent"
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
+)
+
+// agentBin is the agent built once for this package's tests.
+var agentBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "eda-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	agentBin = filepath.Join(dir, "etcd-discovery-agent")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", agentBin, ".").CombinedOutput()
+	cancel()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build agent: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// runAgent runs the agent to completion and returns its exit code and
+// combined output.
+func runAgent(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, agentBin, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("agent %v did not finish: %s", args, out)
+	}
+	if err != nil && cmd.ProcessState == nil {
+		t.Fatalf("run agent: %v", err)
+	}
+	return cmd.ProcessState.ExitCode(), string(out)
+}
+
+// newToken makes a token of size n on the registry with the agent itself.
+func newToken(t *testing.T, registry string, n int) string {
+	t.Helper()
+	code, out := runAgent(t, "token", "new", "--endpoints", registry, "--size", fmt.Sprint(n))
+	if code != 0 {
+		t.Fatalf("token new: exit %d: %s", code, out)
+	}
+	u := strings.TrimSpace(out)
+	if strings.Contains(u, "\n") || !strings.HasPrefix(u, registry+"/v2/keys/discovery/") {
+		t.Fatalf("token new printed %q, want one discovery URL under %s", out, registry)
+	}
+	return u
+}
+
+// registrations lists the token's member keys straight from the registry.
+func registrations(t *testing.T, discovery string) map[string]string {
+	t.Helper()
+	info, err := agent.ShowToken(context.Background(), discovery)
+	testenv.Must(t, err, "read token")
+	m := map[string]string{}
+	for _, e := range info.Entries {
+		m[e.Key] = e.Value
+	}
+	return m
+}
+
+// putRaw writes a registry key directly, as a misbehaving host could.
+func putRaw(t *testing.T, discovery, key, value string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, discovery+"/"+key, strings.NewReader(url.Values{"value": {value}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	testenv.Must(t, err, "put %s", key)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("put %s: %s", key, resp.Status)
+	}
+}
+
+// checkCluster asserts that every host serves one healthy cluster whose
+// members are exactly hosts, with the member IDs that v2 discovery on this
+// token would give them.
+func checkCluster(t *testing.T, discovery string, hosts []testenv.Host) {
+	t.Helper()
+	want := map[string]uint64{}
+	for _, h := range hosts {
+		want[h.Name] = agent.MemberID([]string{h.PeerURL()}, discovery)
+	}
+	for _, h := range hosts {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ms, err := testenv.Members(ctx, h.ClientURL())
+		cancel()
+		testenv.Must(t, err, "member list from %s", h.Name)
+		got := map[string]uint64{}
+		for _, m := range ms {
+			got[m.Name] = m.ID
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s reports members %v, want %v (name: ID)", h.Name, got, want)
+		}
+	}
+}
+
+func TestThreeAgentsFormOneClusterAndAFourthFindsItFull(t *testing.T) {
+	registry, _ := testenv.Registry(t)
+	discovery := newToken(t, registry, 3)
+	hosts := testenv.Hosts(t, "h", 4)
+
+	procs := make([]*testenv.Process, 3)
+	for i, h := range hosts[:3] {
+		procs[i] = testenv.StartHost(t, agentBin, h, discovery)
+	}
+	for i, h := range hosts[:3] {
+		testenv.WaitHealthy(t, procs[i], 60*time.Second, h.ClientURL())
+	}
+	checkCluster(t, discovery, hosts[:3])
+
+	var cluster string
+	for _, h := range hosts[:3] {
+		env := testenv.ReadEnvFile(t, h.EnvFile())
+		if env["ETCD_NAME"] != h.Name || env["ETCD_INITIAL_CLUSTER_STATE"] != "new" || env["ETCD_INITIAL_CLUSTER_TOKEN"] != discovery {
+			t.Errorf("%s: env file %v", h.Name, env)
+		}
+		if cluster == "" {
+			cluster = env["ETCD_INITIAL_CLUSTER"]
+		} else if env["ETCD_INITIAL_CLUSTER"] != cluster {
+			t.Errorf("%s: ETCD_INITIAL_CLUSTER %q differs from %q", h.Name, env["ETCD_INITIAL_CLUSTER"], cluster)
+		}
+	}
+
+	late := hosts[3]
+	code, out := runAgent(t, testenv.AgentArgs(late, discovery, "--timeout", "30s")...)
+	if code != exitTokenFull {
+		t.Fatalf("fourth host: exit %d, want %d (token full):\n%s", code, exitTokenFull, out)
+	}
+	if !strings.Contains(out, "already has its 3 members") {
+		t.Errorf("fourth host's error does not say the token is full:\n%s", out)
+	}
+	if _, err := os.Stat(late.EnvFile()); !os.IsNotExist(err) {
+		t.Errorf("fourth host wrote an env file (stat: %v)", err)
+	}
+	if regs := registrations(t, discovery); len(regs) != 3 {
+		t.Errorf("registry holds %d registrations after the fourth host, want 3: %v", len(regs), regs)
+	}
+}
+
+func TestMixedFleetWithEtcdsOwnDiscovery(t *testing.T) {
+	registry, _ := testenv.Registry(t)
+	discovery := newToken(t, registry, 3)
+	hosts := testenv.Hosts(t, "mix", 3)
+	etcd := testenv.EtcdBinary(t)
+
+	procs := []*testenv.Process{
+		testenv.StartHost(t, agentBin, hosts[0], discovery),
+		testenv.StartHost(t, agentBin, hosts[1], discovery),
+	}
+	native := hosts[2]
+	procs = append(procs, testenv.Start(t, "native-"+native.Name, etcd, []string{
+		"--name", native.Name,
+		"--discovery", discovery,
+		"--discovery-fallback", "exit",
+		"--data-dir", native.DataDir(),
+		"--initial-advertise-peer-urls", native.PeerURL(), "--listen-peer-urls", native.PeerURL(),
+		"--advertise-client-urls", native.ClientURL(), "--listen-client-urls", native.ClientURL(),
+	}, nil))
+	for i, h := range hosts {
+		testenv.WaitHealthy(t, procs[i], 60*time.Second, h.ClientURL())
+	}
+	checkCluster(t, discovery, hosts)
+}
+
+func TestAgentKilledMidWaitResumes(t *testing.T) {
+	registry, _ := testenv.Registry(t)
+	discovery := newToken(t, registry, 2)
+	hosts := testenv.Hosts(t, "k", 2)
+
+	first := testenv.StartAgent(t, agentBin, hosts[0], discovery)
+	waitFor(t, 20*time.Second, "first agent registers", func() bool { return len(registrations(t, discovery)) == 1 })
+	first.Signal(syscall.SIGKILL)
+	first.Wait(t, 10*time.Second)
+
+	again := testenv.StartHost(t, agentBin, hosts[0], discovery)
+	second := testenv.StartHost(t, agentBin, hosts[1], discovery)
+	testenv.WaitHealthy(t, again, 60*time.Second, hosts[0].ClientURL())
+	testenv.WaitHealthy(t, second, 60*time.Second, hosts[1].ClientURL())
+	checkCluster(t, discovery, hosts)
+	if !strings.Contains(again.Output(), "already registered under this token; resuming") {
+		t.Errorf("rerun did not say it resumed:\n%s", again.Output())
+	}
+	if regs := registrations(t, discovery); len(regs) != 2 {
+		t.Errorf("registry holds %d registrations, want 2: %v", len(regs), regs)
+	}
+}
+
+func TestRestartOfInitialisedMemberNeedsNoRegistry(t *testing.T) {
+	registry, reg := testenv.Registry(t)
+	discovery := newToken(t, registry, 2)
+	hosts := testenv.Hosts(t, "r", 2)
+	procs := []*testenv.Process{
+		testenv.StartHost(t, agentBin, hosts[0], discovery),
+		testenv.StartHost(t, agentBin, hosts[1], discovery),
+	}
+	for i, h := range hosts {
+		testenv.WaitHealthy(t, procs[i], 60*time.Second, h.ClientURL())
+	}
+	before := testenv.ReadEnvFile(t, hosts[0].EnvFile())
+
+	// The registry goes away and the host reboots: /run is empty again.
+	reg.Stop()
+	procs[0].Stop()
+	testenv.Must(t, os.Remove(hosts[0].EnvFile()), "clear /run")
+
+	restarted := testenv.StartHost(t, agentBin, hosts[0], discovery, "--timeout", "20s")
+	testenv.WaitHealthy(t, restarted, 60*time.Second, hosts[0].ClientURL())
+	after := testenv.ReadEnvFile(t, hosts[0].EnvFile())
+	if after["ETCD_INITIAL_CLUSTER_STATE"] != "existing" {
+		t.Errorf("restart wrote ETCD_INITIAL_CLUSTER_STATE=%q, want existing", after["ETCD_INITIAL_CLUSTER_STATE"])
+	}
+	if after["ETCD_INITIAL_CLUSTER"] != before["ETCD_INITIAL_CLUSTER"] {
+		t.Errorf("restart wrote ETCD_INITIAL_CLUSTER=%q, want the cached %q", after["ETCD_INITIAL_CLUSTER"], before["ETCD_INITIAL_CLUSTER"])
+	}
+	if !strings.Contains(restarted.Output(), "not contacting the registry") {
+		t.Errorf("restart did not say it skipped the registry:\n%s", restarted.Output())
+	}
+	checkCluster(t, discovery, hosts)
+}
+
+func TestRegistryEntriesAreValidatedBeforeUse(t *testing.T) {
+	registry, _ := testenv.Registry(t)
+	poison := []struct{ name, value string }{
+		{"newline", "evil=http://127.0.0.9:2380\nETCD_NAME=evil"},
+		{"quote", `evil=http://127.0.0.9:2380"`},
+		{"dollar", "evil$(reboot)=http://127.0.0.9:2380"},
+		{"bad URL", "evil=http://127.0.0.9:2380/path"},
+		{"not a pair", "just-a-name"},
+		{"space after comma", "evil=http://127.0.0.9:2380, evil=http://127.0.0.8:2380"},
+	}
+	hosts := testenv.Hosts(t, "p", len(poison))
+	for i, tc := range poison {
+		t.Run(tc.name, func(t *testing.T) {
+			discovery := newToken(t, registry, 2)
+			putRaw(t, discovery, "badc0ffee", tc.value)
+			code, out := runAgent(t, testenv.AgentArgs(hosts[i], discovery, "--timeout", "30s")...)
+			if code != exitRegistryData {
+				t.Fatalf("exit %d, want %d:\n%s", code, exitRegistryData, out)
+			}
+			if !strings.Contains(out, "badc0ffee") {
+				t.Errorf("error does not name the poisoned key:\n%s", out)
+			}
+			if _, err := os.Stat(hosts[i].EnvFile()); !os.IsNotExist(err) {
+				t.Errorf("env file written despite a poisoned registry (stat: %v)", err)
+			}
+		})
+	}
+}
+
+func TestNameTakenByAnotherHost(t *testing.T) {
+	registry, _ := testenv.Registry(t)
+	discovery := newToken(t, registry, 3)
+	hosts := testenv.Hosts(t, "n", 2)
+	hosts[1].Name = hosts[0].Name // a cloned image
+
+	first := testenv.StartAgent(t, agentBin, hosts[0], discovery)
+	waitFor(t, 20*time.Second, "first agent registers", func() bool { return len(registrations(t, discovery)) == 1 })
+	code, out := runAgent(t, testenv.AgentArgs(hosts[1], discovery, "--timeout", "30s")...)
+	if code != exitConflict {
+		t.Fatalf("exit %d, want %d (conflict):\n%s", code, exitConflict, out)
+	}
+	if !strings.Contains(out, "is already registered by another host") || !strings.Contains(out, hosts[0].PeerURL()) {
+		t.Errorf("error does not name the conflict:\n%s", out)
+	}
+	regs := registrations(t, discovery)
+	if len(regs) != 1 || !slices.Contains(mapValues(regs), hosts[0].Name+"="+hosts[0].PeerURL()) {
+		t.Errorf("registry after the conflict: %v, want only the first host", regs)
+	}
+	first.Stop()
+}
+
+func TestFullTokenProxy(t *testing.T) {
+	registry, _ := testenv.Registry(t)
+	discovery := newToken(t, registry, 1)
+	hosts := testenv.Hosts(t, "x", 2)
+	member := testenv.StartHost(t, agentBin, hosts[0], discovery)
+	testenv.WaitHealthy(t, member, 60*time.Second, hosts[0].ClientURL())
+
+	proxy := testenv.StartHost(t, agentBin, hosts[1], discovery, "--on-full", "proxy", "--etcd-binary", testenv.EtcdBinary(t))
+	env := waitEnv(t, hosts[1].EnvFile(), proxy)
+	if env["ETCD_PROXY"] != "on" || env["ETCD_INITIAL_CLUSTER"] != hosts[0].Name+"="+hosts[0].PeerURL() {
+		t.Fatalf("proxy env file: %v", env)
+	}
+	waitFor(t, 30*time.Second, "proxy forwards /version", func() bool {
+		resp, err := http.Get(hosts[1].ClientURL() + "/version")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if regs := registrations(t, discovery); len(regs) != 1 {
+		t.Errorf("registry holds %d registrations, want 1: %v", len(regs), regs)
+	}
+}
+
+func TestBadInputExitCodes(t *testing.T) {
+	registry, _ := testenv.Registry(t)
+	h := testenv.Hosts(t, "b", 1)[0]
+	sized := newToken(t, registry, 2)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		says string
+	}{
+		{"no discovery", []string{"bootstrap", "--name", "a", "--advertise-address", "127.0.0.1"}, exitUsage, "--discovery"},
+		{"template finds nothing", testenv.AgentArgs(h, sized, "--advertise-address", `{{ GetAllInterfaces | include "name" "no-such-nic" | attr "address" }}`), exitUsage, "found no address"},
+		{"template finds several", testenv.AgentArgs(h, sized, "--advertise-address", `127.0.0.98 {{ "127.0.0.99" }}`), exitUsage, "addresses"},
+		{"bad name", testenv.AgentArgs(h, sized, "--name", "a=b"), exitUsage, "--name"},
+		{"query in URL", testenv.AgentArgs(h, sized+"?x=1"), exitUsage, "query"},
+		{"unknown token", testenv.AgentArgs(h, registry+"/v2/keys/discovery/nosuchtoken", "--timeout", "20s"), exitRegistryData, "token new"},
+		{"token new size 0", []string{"token", "new", "--endpoints", registry, "--size", "0"}, exitUsage, "--size"},
+		{"unknown command", []string{"frobnicate"}, exitUsage, "unknown command"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := runAgent(t, tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.says) {
+				t.Errorf("exit %d, want %d, output should mention %q:\n%s", code, tc.code, tc.says, out)
+			}
+		})
+	}
+	if _, err := os.Stat(h.EnvFile()); !os.IsNotExist(err) {
+		t.Errorf("a failed run wrote an env file (stat: %v)", err)
+	}
+}
+
+func TestTimeoutLeavesNothingThatBlocksTheNextTry(t *testing.T) {
+	registry, _ := testenv.Registry(t)
+	discovery := newToken(t, registry, 2)
+	hosts := testenv.Hosts(t, "t", 2)
+	code, out := runAgent(t, testenv.AgentArgs(hosts[0], discovery, "--timeout", "2s")...)
+	if code != exitTimeout || !strings.Contains(out, "1 of 2 members registered") {
+		t.Fatalf("exit %d, want %d with what it waited for:\n%s", code, exitTimeout, out)
+	}
+	if _, err := os.Stat(hosts[0].EnvFile()); !os.IsNotExist(err) {
+		t.Errorf("timed-out run wrote an env file (stat: %v)", err)
+	}
+	procs := []*testenv.Process{
+		testenv.StartHost(t, agentBin, hosts[0], discovery),
+		testenv.StartHost(t, agentBin, hosts[1], discovery),
+	}
+	for i, h := range hosts {
+		testenv.WaitHealthy(t, procs[i], 60*time.Second, h.ClientURL())
+	}
+	checkCluster(t, discovery, hosts)
+}
+
+func TestEnvironmentVariablesSetFlags(t *testing.T) {
+	cmd := exec.Command(agentBin, "address")
+	cmd.Env = []string{"EDA_ADVERTISE_ADDRESS=127.0.0.77"}
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "127.0.0.77" {
+		t.Fatalf("address with EDA_ADVERTISE_ADDRESS: %v %q", err, out)
+	}
+	cmd = exec.Command(agentBin, "bootstrap", "--discovery", "http://127.0.0.1:1/v2/keys/d/t")
+	cmd.Env = []string{"EDA_PEER_PORT=notaport"}
+	out, _ = cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() != exitUsage || !strings.Contains(string(out), "EDA_PEER_PORT") {
+		t.Fatalf("bad EDA_PEER_PORT: exit %d %q", cmd.ProcessState.ExitCode(), out)
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting until %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func waitEnv(t *testing.T, path string, p *testenv.Process) map[string]string {
+	t.Helper()
+	waitFor(t, 30*time.Second, "env file "+path+" exists", func() bool {
+		_, err := os.Stat(path)
+		return err == nil
+	})
+	return testenv.ReadEnvFile(t, path)
+}
+
+func mapValues(m map[string]string) []string {
+	var vs []string
+	for _, v := range m {
+		vs = append(vs, v)
+	}
+	return vs
+}

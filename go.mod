@@ -1,0 +1,10 @@
+module github.com/etcd-discovery-agent/etcd-discovery-agent
+
+go 1.26
+
+require (
+	github.com/hashicorp/go-sockaddr v1.0.7
+	github.com/spf13/pflag v1.1.0
+)
+
+require github.com/hashicorp/errwrap v1.1.0 // indirect

@@ -1,0 +1,66 @@
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/envfile"
+)
+
+// AgentArgs are the bootstrap flags that put the agent's files for host h
+// under h.Dir and advertise h's loopback address.
+func AgentArgs(h Host, discovery string, extra ...string) []string {
+	return append([]string{
+		"bootstrap",
+		"--name", h.Name,
+		"--discovery", discovery,
+		"--advertise-address", h.Addr.String(),
+		"--data-dir", h.DataDir(),
+		"--env-file", h.EnvFile(),
+		"--state-dir", h.StateDir(),
+	}, extra...)
+}
+
+// StartAgent runs the agent's bootstrap for host h.
+func StartAgent(t testing.TB, agentBin string, h Host, discovery string, extra ...string) *Process {
+	t.Helper()
+	return Start(t, "agent-"+h.Name, agentBin, AgentArgs(h, discovery, extra...), nil)
+}
+
+// StartHost runs what systemd runs for host h: the agent as ExecStartPre
+// and, if it succeeds, etcd from the env file it wrote, in one process
+// whose PID ends up being etcd's.
+func StartHost(t testing.TB, agentBin string, h Host, discovery string, extra ...string) *Process {
+	t.Helper()
+	bin := EtcdBinary(t)
+	script := `"$@" || exit $?; set -a; . "$ENV_FILE"; set +a; exec "$ETCD"`
+	args := append([]string{"-c", script, "sh", agentBin}, AgentArgs(h, discovery, extra...)...)
+	return Start(t, "host-"+h.Name, "/bin/sh", args, []string{"ENV_FILE=" + h.EnvFile(), "ETCD=" + bin})
+}
+
+// ReadEnvFile parses an env file strictly (the safe subset) into a map.
+func ReadEnvFile(t testing.TB, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read env file: %v", err)
+	}
+	vars, err := envfile.Parse(b)
+	if err != nil {
+		t.Fatalf("env file %s is not in the safe subset: %v\n%s", path, err, b)
+	}
+	m := map[string]string{}
+	for _, v := range vars {
+		m[v.Name] = v.Value
+	}
+	return m
+}
+
+// Must fails the test on err.
+func Must(t testing.TB, err error, what string, args ...any) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", fmt.Sprintf(what, args...), err)
+	}
+}

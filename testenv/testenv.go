@@ -1,0 +1,361 @@
+// Package testenv starts the real components the agent's tests run against:
+// etcd processes (a v2 registry and cluster members), simulated hosts on
+// their own loopback addresses, and the agent binary itself. Everything a
+// helper starts is stopped by PID in t.Cleanup; every wait is bounded.
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// EtcdBinary returns the etcd binary to test with: $ETCD_BIN, or
+// /usr/bin/etcd from Debian's etcd-server. It skips the test when there is
+// none.
+func EtcdBinary(t testing.TB) string {
+	t.Helper()
+	bin := os.Getenv("ETCD_BIN")
+	if bin == "" {
+		bin = "/usr/bin/etcd"
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no etcd binary at %s (set ETCD_BIN, or apt-get install etcd-server): %v", bin, err)
+	}
+	return bin
+}
+
+// Process is a program a test started.
+type Process struct {
+	Name string
+	Log  string // combined stdout and stderr
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// PID is the process ID.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// ExitCode is the exit code once Done is closed (-1 for a signal).
+func (p *Process) ExitCode() int { return p.cmd.ProcessState.ExitCode() }
+
+// Output returns what the process wrote so far.
+func (p *Process) Output() string {
+	b, _ := os.ReadFile(p.Log)
+	return string(b)
+}
+
+// Stop sends SIGTERM, waits up to 10 s, then SIGKILL. It is safe to call
+// more than once.
+func (p *Process) Stop() {
+	p.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return
+	case <-time.After(10 * time.Second):
+	}
+	p.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Signal sends sig unless the process has exited.
+func (p *Process) Signal(sig os.Signal) {
+	select {
+	case <-p.done:
+	default:
+		_ = p.cmd.Process.Signal(sig)
+	}
+}
+
+// Wait waits for exit, at most d, and returns the exit code.
+func (p *Process) Wait(t testing.TB, d time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.ExitCode()
+	case <-time.After(d):
+		t.Fatalf("%s (pid %d) still running after %s; output:\n%s", p.Name, p.PID(), d, tail(p.Output(), 40))
+		return -1
+	}
+}
+
+// Start runs bin with args and the given environment (added to a minimal
+// PATH/HOME environment), writing its output to a log file in t.TempDir().
+// The process is stopped by PID when the test ends; its log is shown if the
+// test failed.
+func Start(t testing.TB, name, bin string, args, env []string) *Process {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &Process{Name: name, Log: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			t.Logf("--- %s (pid %d) log:\n%s", name, p.PID(), tail(p.Output(), 30))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// FreePort returns a TCP port that was free on addr a moment ago.
+func FreePort(t testing.TB, addr string) int {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Registry starts a single-member etcd with the v2 API enabled on
+// 127.0.0.1 and free ports, waits until it is healthy and returns its client
+// URL: the endpoint under which discovery tokens live.
+func Registry(t testing.TB) (clientURL string, p *Process) {
+	t.Helper()
+	bin := EtcdBinary(t)
+	cport, pport := FreePort(t, "127.0.0.1"), FreePort(t, "127.0.0.1")
+	clientURL = fmt.Sprintf("http://127.0.0.1:%d", cport)
+	peerURL := fmt.Sprintf("http://127.0.0.1:%d", pport)
+	p = Start(t, "registry", bin, []string{
+		"--name", "registry",
+		"--data-dir", filepath.Join(t.TempDir(), "registry"),
+		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
+		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
+		"--initial-cluster", "registry=" + peerURL,
+		"--enable-v2",
+	}, nil)
+	WaitHealthy(t, p, 30*time.Second, clientURL)
+	return clientURL, p
+}
+
+// Host is a simulated host: its own loopback address (so etcd can use the
+// standard ports 2379/2380) and its own directories.
+type Host struct {
+	Name string
+	Addr netip.Addr
+	Dir  string
+}
+
+// DataDir, EnvFile and StateDir are the host's etcd data dir, env file and
+// agent state dir.
+func (h Host) DataDir() string  { return filepath.Join(h.Dir, "etcd") }
+func (h Host) EnvFile() string  { return filepath.Join(h.Dir, "run", "etcd.env") }
+func (h Host) StateDir() string { return filepath.Join(h.Dir, "state") }
+
+// ClientURL and PeerURL are the host's plain-http etcd URLs.
+func (h Host) ClientURL() string { return "http://" + netip.AddrPortFrom(h.Addr, 2379).String() }
+func (h Host) PeerURL() string   { return "http://" + netip.AddrPortFrom(h.Addr, 2380).String() }
+
+// Hosts makes n hosts named prefix1..prefixN, each on a random address in
+// 127.0.0.0/8 whose ports 2379 and 2380 are free, so tests in parallel
+// packages do not collide.
+func Hosts(t testing.TB, prefix string, n int) []Host {
+	t.Helper()
+	hosts := make([]Host, 0, n)
+	used := map[netip.Addr]bool{}
+	for try := 0; len(hosts) < n; try++ {
+		if try > 100*n {
+			t.Fatal("could not find free loopback addresses")
+		}
+		a := netip.AddrFrom4([4]byte{127, byte(1 + rand.IntN(254)), byte(rand.IntN(256)), byte(2 + rand.IntN(252))})
+		if used[a] || !portsFree(a, 2379, 2380) {
+			continue
+		}
+		used[a] = true
+		name := fmt.Sprintf("%s%d", prefix, len(hosts)+1)
+		dir := filepath.Join(t.TempDir(), name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		hosts = append(hosts, Host{Name: name, Addr: a, Dir: dir})
+	}
+	return hosts
+}
+
+func portsFree(a netip.Addr, ports ...int) bool {
+	for _, port := range ports {
+		l, err := net.Listen("tcp", netip.AddrPortFrom(a, uint16(port)).String())
+		if err != nil {
+			return false
+		}
+		l.Close()
+	}
+	return true
+}
+
+// StartEtcdFromEnvFile starts etcd the way a systemd unit with
+// EnvironmentFile= does, through POSIX sh: set -a; . FILE; exec etcd.
+func StartEtcdFromEnvFile(t testing.TB, name, envFile string, extraArgs ...string) *Process {
+	t.Helper()
+	bin := EtcdBinary(t)
+	script := `set -a; . "$1"; set +a; shift; exec "$@"`
+	return Start(t, name, "/bin/sh", append([]string{"-c", script, "sh", envFile, bin}, extraArgs...), nil)
+}
+
+// WaitHealthy polls every URL's /health until all report healthy, failing
+// the test after d or as soon as p (if not nil) exits.
+func WaitHealthy(t testing.TB, p *Process, d time.Duration, clientURLs ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var done <-chan struct{}
+	if p != nil {
+		done = p.Done()
+	}
+	for _, u := range clientURLs {
+		if err := PollHealthy(ctx, u, done); err != nil {
+			msg := ""
+			if p != nil {
+				msg = "\n" + tail(p.Output(), 30)
+			}
+			t.Fatalf("%s not healthy: %v%s", u, err, msg)
+		}
+	}
+}
+
+// ErrExited reports that a process exited while being waited for.
+var ErrExited = errors.New("process exited")
+
+// PollHealthy polls clientURL/health every 20 ms until it answers healthy,
+// ctx ends or exited is closed.
+func PollHealthy(ctx context.Context, clientURL string, exited <-chan struct{}) error {
+	c := &http.Client{Timeout: 500 * time.Millisecond}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, clientURL+"/health", nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			var h struct{ Health string }
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if json.Unmarshal(b, &h) == nil && h.Health == "true" {
+				return nil
+			}
+			last = fmt.Errorf("answered %d %s", resp.StatusCode, bytes.TrimSpace(b))
+		} else {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-exited:
+			return ErrExited
+		case <-tick.C:
+		}
+	}
+}
+
+// MemberInfo is one member as a running cluster reports it.
+type MemberInfo struct {
+	ID         uint64
+	Name       string
+	PeerURLs   []string
+	ClientURLs []string
+}
+
+// Members asks a cluster member for the member list through etcd's v3
+// JSON gateway.
+func Members(ctx context.Context, clientURL string) ([]MemberInfo, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, clientURL+"/v3/cluster/member/list", strings.NewReader("{}"))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Header struct {
+			ClusterID string `json:"cluster_id"`
+		}
+		Members []struct {
+			ID         string   `json:"ID"`
+			Name       string   `json:"name"`
+			PeerURLs   []string `json:"peerURLs"`
+			ClientURLs []string `json:"clientURLs"`
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("member list from %s: %w", clientURL, err)
+	}
+	var ms []MemberInfo
+	for _, m := range out.Members {
+		id, err := strconv.ParseUint(m.ID, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("member list from %s: ID %q: %w", clientURL, m.ID, err)
+		}
+		ms = append(ms, MemberInfo{ID: id, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs})
+	}
+	return ms, nil
+}
+
+// ModuleRoot returns the directory of this module's go.mod.
+func ModuleRoot(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil || strings.TrimSpace(string(out)) == "" || strings.TrimSpace(string(out)) == os.DevNull {
+		t.Fatalf("cannot find the module root (go env GOMOD): %v", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
+}
+
+// AgentBinary builds the agent into a temporary directory and returns its
+// path.
+func AgentBinary(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "etcd-discovery-agent")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/etcd-discovery-agent")
+	cmd.Dir = ModuleRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build agent: %v\n%s", err, out)
+	}
+	return bin
+}
