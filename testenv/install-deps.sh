@@ -1,0 +1,17 @@
+#!/bin/sh
+# Installs the real components the tests and the demo run against, from
+# Debian's packages, when they are missing. Needs root (CI runs as root).
+set -eu
+need=""
+command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
+command -v etcdctl >/dev/null 2>&1 || need="$need etcd-client"
+command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
+command -v ip >/dev/null 2>&1 || need="$need iproute2"
+[ -n "$need" ] || exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "missing Debian packages:$need; install them with: sudo apt-get install -y$need" >&2
+	exit 1
+fi
+echo "installing:$need"
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
