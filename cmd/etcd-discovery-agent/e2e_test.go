@@ -416,3 +416,81 @@ func mapValues(m map[string]string) []string {
 	}
 	return vs
 }
+
+// netns creates a network namespace for the test and removes it afterwards.
+// It skips when the test cannot create one (not root, no iproute2).
+func netns(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root (CI runs as root)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("network namespaces need iproute2's ip")
+	}
+	name := fmt.Sprintf("eda-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Skipf("cannot create a network namespace here: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	ip(t, name, "link", "set", "lo", "up")
+	return name
+}
+
+// ip runs ip(8) inside namespace ns.
+func ip(t *testing.T, ns string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
+		t.Fatalf("ip -n %s %v: %v: %s", ns, args, err, out)
+	}
+}
+
+// addNIC adds an interface with address cidr to namespace ns: one end of a
+// veth pair whose other end stays, down and without address, in ns too.
+func addNIC(t *testing.T, ns, name, cidr string) {
+	t.Helper()
+	ip(t, ns, "link", "add", name, "type", "veth", "peer", "name", name+"p")
+	ip(t, ns, "addr", "add", cidr, "dev", name)
+	ip(t, ns, "link", "set", name+"p", "up")
+	ip(t, ns, "link", "set", name, "up")
+}
+
+// inNetns runs the agent inside namespace ns.
+func inNetns(t *testing.T, ns string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, agentBin}, args...)...)
+	out, _ := cmd.CombinedOutput()
+	return cmd.ProcessState.ExitCode(), strings.TrimSpace(string(out))
+}
+
+func TestAddressSelectionOnRealInterfaces(t *testing.T) {
+	t.Run("one private address behind the default route", func(t *testing.T) {
+		ns := netns(t)
+		addNIC(t, ns, "eth0", "10.77.0.5/24")
+		ip(t, ns, "route", "add", "default", "dev", "eth0")
+		if code, out := inNetns(t, ns, "address"); code != 0 || out != "10.77.0.5" {
+			t.Errorf("address = %d %q; want 10.77.0.5", code, out)
+		}
+	})
+	t.Run("two private addresses are an error that lists both", func(t *testing.T) {
+		ns := netns(t)
+		addNIC(t, ns, "eth0", "10.77.0.5/24")
+		addNIC(t, ns, "eth1", "192.168.77.5/24")
+		ip(t, ns, "route", "add", "default", "dev", "eth0")
+		code, out := inNetns(t, ns, "address", "--advertise-address", "{{ GetPrivateIPs }}")
+		if code != exitUsage || !strings.Contains(out, "10.77.0.5") || !strings.Contains(out, "192.168.77.5") {
+			t.Errorf("address = %d %q; want exit %d listing both addresses", code, out, exitUsage)
+		}
+		if code, out := inNetns(t, ns, "address", "--advertise-address", `{{ GetPrivateInterfaces | include "name" "eth1" | attr "address" }}`); code != 0 || out != "192.168.77.5" {
+			t.Errorf("narrowed template = %d %q; want 192.168.77.5", code, out)
+		}
+	})
+	t.Run("no private address", func(t *testing.T) {
+		ns := netns(t)
+		code, out := inNetns(t, ns, "address")
+		if code != exitUsage || !strings.Contains(out, "found no address") {
+			t.Errorf("address = %d %q; want exit %d saying nothing was found", code, out, exitUsage)
+		}
+	})
+}
