@@ -46,7 +46,6 @@ type Process struct {
 	Log  string // combined stdout and stderr
 	cmd  *exec.Cmd
 	done chan struct{}
-	err  error
 }
 
 // PID is the process ID.
@@ -118,7 +117,7 @@ func Start(t testing.TB, name, bin string, args, env []string) *Process {
 	}
 	p := &Process{Name: name, Log: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
-		p.err = cmd.Wait()
+		_ = cmd.Wait() // the exit status stays in cmd.ProcessState
 		logf.Close()
 		close(p.done)
 	}()

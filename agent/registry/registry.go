@@ -158,6 +158,8 @@ func ParseURL(rawURL string) (*url.URL, error) {
 		return nil, fmt.Errorf("discovery URL %q: no token path", rawURL)
 	case strings.HasSuffix(u.Path, "/"):
 		return nil, fmt.Errorf("discovery URL %q: remove the trailing slash; every member must use the identical URL", rawURL)
+	case u.String() != rawURL:
+		return nil, fmt.Errorf("discovery URL %q: write it in canonical form, %q; every member must use the identical URL", rawURL, u.String())
 	}
 	return u, nil
 }
