@@ -33,10 +33,15 @@ func StartAgent(t testing.TB, agentBin string, h Host, discovery string, extra .
 // whose PID ends up being etcd's.
 func StartHost(t testing.TB, agentBin string, h Host, discovery string, extra ...string) *Process {
 	t.Helper()
-	bin := EtcdBinary(t)
+	return StartHostWithEtcd(t, agentBin, EtcdBinary(t), h, discovery, extra...)
+}
+
+// StartHostWithEtcd is StartHost with a given etcd binary.
+func StartHostWithEtcd(t testing.TB, agentBin, etcdBin string, h Host, discovery string, extra ...string) *Process {
+	t.Helper()
 	script := `"$@" || exit $?; set -a; . "$ENV_FILE"; set +a; exec "$ETCD"`
 	args := append([]string{"-c", script, "sh", agentBin}, AgentArgs(h, discovery, extra...)...)
-	return Start(t, "host-"+h.Name, "/bin/sh", args, []string{"ENV_FILE=" + h.EnvFile(), "ETCD=" + bin})
+	return Start(t, "host-"+h.Name, "/bin/sh", args, []string{"ENV_FILE=" + h.EnvFile(), "ETCD=" + etcdBin})
 }
 
 // ReadEnvFile parses an env file strictly (the safe subset) into a map.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -493,4 +494,32 @@ func TestAddressSelectionOnRealInterfaces(t *testing.T) {
 			t.Errorf("address = %d %q; want exit %d saying nothing was found", code, out, exitUsage)
 		}
 	})
+}
+
+// etcd 3.7 has no v2 discovery at all (ETCD_DISCOVERY is ignored there and
+// a one-member cluster forms); members started from the agent's env files
+// still form the token's cluster, with the IDs v2 discovery would give.
+func TestEtcd37MembersBootstrapFromAToken(t *testing.T) {
+	etcd37 := testenv.BuildEtcd(t, "v3.7.3")
+	registry, _ := testenv.Registry(t)
+	discovery := newToken(t, registry, 3)
+	hosts := testenv.Hosts(t, "v37-", 3)
+	procs := make([]*testenv.Process, len(hosts))
+	for i, h := range hosts {
+		procs[i] = testenv.StartHostWithEtcd(t, agentBin, etcd37, h, discovery)
+	}
+	for i, h := range hosts {
+		testenv.WaitHealthy(t, procs[i], 60*time.Second, h.ClientURL())
+	}
+	checkCluster(t, discovery, hosts)
+	resp, err := http.Get(hosts[0].ClientURL() + "/version")
+	testenv.Must(t, err, "version")
+	defer resp.Body.Close()
+	var v struct {
+		Server string `json:"etcdserver"`
+	}
+	testenv.Must(t, json.NewDecoder(resp.Body).Decode(&v), "decode /version")
+	if !strings.HasPrefix(v.Server, "3.7.") {
+		t.Errorf("cluster runs etcd %q; want 3.7", v.Server)
+	}
 }
