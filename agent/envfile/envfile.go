@@ -5,7 +5,8 @@
 // The subset: UTF-8, LF line ends, one NAME=VALUE per line starting in column
 // one, names matching [A-Z_][A-Z0-9_]*, whole-line # comments, and values
 // that are either unquoted and made only of A-Z a-z 0-9 _ @ % + = : , . / - [ ]
-// or double-quoted with no ", \, $, ` or newline inside.
+// or double-quoted with no ", \, $, ` or newline inside (Parse also takes
+// single-quoted values with no ' or newline inside; Render never writes them).
 package envfile
 
 import (
@@ -95,12 +96,18 @@ func Parse(data []byte) ([]Var, error) {
 			return nil, fmt.Errorf("%w: line %d: %q", ErrUnsafe, i+1, line)
 		}
 		seen[name] = true
-		if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
+		switch {
+		case len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"':
 			value = value[1 : len(value)-1]
 			if strings.ContainsAny(value, "\"\\$`\r") {
 				return nil, fmt.Errorf("%w: line %d: quoted value %q", ErrUnsafe, i+1, value)
 			}
-		} else if !unquotedRE.MatchString(value) {
+		case len(value) >= 2 && value[0] == '\'' && value[len(value)-1] == '\'':
+			value = value[1 : len(value)-1]
+			if strings.ContainsAny(value, "'\r") {
+				return nil, fmt.Errorf("%w: line %d: quoted value %q", ErrUnsafe, i+1, value)
+			}
+		case !unquotedRE.MatchString(value):
 			return nil, fmt.Errorf("%w: line %d: value %q", ErrUnsafe, i+1, value)
 		}
 		vars = append(vars, Var{Name: name, Value: value})

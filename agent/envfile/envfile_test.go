@@ -113,10 +113,18 @@ func TestParseRefusesOutsideTheSubset(t *testing.T) {
 		"; comment\n",
 		"A=x\nA=y\n",
 		"A=x\r\n",
+		"A='it's'\n",
 	} {
 		if vars, err := Parse([]byte(in)); err == nil {
 			t.Errorf("Parse(%q) = %v; want an error", in, vars)
 		}
+	}
+}
+
+func TestParseTakesSingleQuotes(t *testing.T) {
+	vars, err := Parse([]byte("A='{{ GetInterfaceIP \"eth0\" }}'\n"))
+	if err != nil || len(vars) != 1 || vars[0].Value != `{{ GetInterfaceIP "eth0" }}` {
+		t.Errorf("Parse = %v, %v", vars, err)
 	}
 }
 
