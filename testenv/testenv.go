@@ -44,6 +44,9 @@ func EtcdBinary(t testing.TB) string {
 type Process struct {
 	Name string
 	Log  string // combined stdout and stderr
+	bin  string
+	args []string
+	env  []string
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -115,7 +118,7 @@ func Start(t testing.TB, name, bin string, args, env []string) *Process {
 		logf.Close()
 		t.Fatalf("start %s: %v", name, err)
 	}
-	p := &Process{Name: name, Log: logPath, cmd: cmd, done: make(chan struct{})}
+	p := &Process{Name: name, Log: logPath, bin: bin, args: args, env: env, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait() // the exit status stays in cmd.ProcessState
 		logf.Close()
@@ -128,6 +131,13 @@ func Start(t testing.TB, name, bin string, args, env []string) *Process {
 		}
 	})
 	return p
+}
+
+// Restart stops the process and starts the same command again.
+func (p *Process) Restart(t testing.TB) *Process {
+	t.Helper()
+	p.Stop()
+	return Start(t, p.Name+"-restarted", p.bin, p.args, p.env)
 }
 
 func tail(s string, n int) string {

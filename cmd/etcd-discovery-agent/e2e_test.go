@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -521,5 +522,40 @@ func TestEtcd37MembersBootstrapFromAToken(t *testing.T) {
 	testenv.Must(t, json.NewDecoder(resp.Body).Decode(&v), "decode /version")
 	if !strings.HasPrefix(v.Server, "3.7.") {
 		t.Errorf("cluster runs etcd %q; want 3.7", v.Server)
+	}
+}
+
+// The registry restarts while a host waits: the host's watch breaks, it
+// retries, and the rendezvous completes when the next host registers.
+func TestRegistryRestartDuringTheWait(t *testing.T) {
+	registry, reg := testenv.Registry(t)
+	discovery := newToken(t, registry, 2)
+	hosts := testenv.Hosts(t, "rr", 2)
+	first := testenv.StartHost(t, agentBin, hosts[0], discovery)
+	waitFor(t, 20*time.Second, "first agent registers", func() bool { return len(registrations(t, discovery)) == 1 })
+
+	reg = reg.Restart(t)
+	testenv.WaitHealthy(t, reg, 30*time.Second, registry)
+	second := testenv.StartHost(t, agentBin, hosts[1], discovery)
+	testenv.WaitHealthy(t, first, 60*time.Second, hosts[0].ClientURL())
+	testenv.WaitHealthy(t, second, 60*time.Second, hosts[1].ClientURL())
+	checkCluster(t, discovery, hosts)
+	if !strings.Contains(first.Output(), "retrying") {
+		t.Errorf("the first host's log does not show it lost and regained the registry:\n%s", first.Output())
+	}
+}
+
+func TestTokenWithoutAValidSize(t *testing.T) {
+	registry, _ := testenv.Registry(t)
+	h := testenv.Hosts(t, "s", 1)[0]
+	for _, size := range []string{"0", "-1", "three", ""} {
+		t.Run("size "+strconv.Quote(size), func(t *testing.T) {
+			discovery := fmt.Sprintf("%s/v2/keys/discovery/badsize%d", registry, time.Now().UnixNano())
+			putRaw(t, discovery, "_config/size", size)
+			code, out := runAgent(t, testenv.AgentArgs(h, discovery, "--timeout", "20s")...)
+			if code != exitRegistryData || !strings.Contains(out, "_config/size") {
+				t.Errorf("exit %d, want %d naming _config/size:\n%s", code, exitRegistryData, out)
+			}
+		})
 	}
 }
