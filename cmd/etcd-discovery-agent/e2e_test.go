@@ -86,6 +86,12 @@ func registrations(t *testing.T, discovery string) map[string]string {
 	return m
 }
 
+// waitRegistrations waits until the token holds n registrations.
+func waitRegistrations(t *testing.T, discovery string, n int) {
+	t.Helper()
+	waitFor(t, 20*time.Second, fmt.Sprintf("the token holds %d registrations", n), func() bool { return len(registrations(t, discovery)) == n })
+}
+
 // putRaw writes a registry key directly, as a misbehaving host could.
 func putRaw(t *testing.T, discovery, key, value string) {
 	t.Helper()
@@ -97,6 +103,20 @@ func putRaw(t *testing.T, discovery, key, value string) {
 	if resp.StatusCode/100 != 2 {
 		t.Fatalf("put %s: %s", key, resp.Status)
 	}
+}
+
+// startCluster starts every host as systemd would (agent, then etcd from
+// its env file), all at once, and waits until each serves.
+func startCluster(t *testing.T, etcdBin, discovery string, hosts []testenv.Host) []*testenv.Process {
+	t.Helper()
+	procs := make([]*testenv.Process, len(hosts))
+	for i, h := range hosts {
+		procs[i] = testenv.StartHostWithEtcd(t, agentBin, etcdBin, h, discovery)
+	}
+	for i, h := range hosts {
+		testenv.WaitHealthy(t, procs[i], 60*time.Second, h.ClientURL())
+	}
+	return procs
 }
 
 // checkCluster asserts that every host serves one healthy cluster whose
@@ -128,13 +148,7 @@ func TestThreeAgentsFormOneClusterAndAFourthFindsItFull(t *testing.T) {
 	discovery := newToken(t, registry, 3)
 	hosts := testenv.Hosts(t, "h", 4)
 
-	procs := make([]*testenv.Process, 3)
-	for i, h := range hosts[:3] {
-		procs[i] = testenv.StartHost(t, agentBin, h, discovery)
-	}
-	for i, h := range hosts[:3] {
-		testenv.WaitHealthy(t, procs[i], 60*time.Second, h.ClientURL())
-	}
+	startCluster(t, testenv.EtcdBinary(t), discovery, hosts[:3])
 	checkCluster(t, discovery, hosts[:3])
 
 	var cluster string
@@ -197,7 +211,7 @@ func TestAgentKilledMidWaitResumes(t *testing.T) {
 	hosts := testenv.Hosts(t, "k", 2)
 
 	first := testenv.StartAgent(t, agentBin, hosts[0], discovery)
-	waitFor(t, 20*time.Second, "first agent registers", func() bool { return len(registrations(t, discovery)) == 1 })
+	waitRegistrations(t, discovery, 1)
 	first.Signal(syscall.SIGKILL)
 	first.Wait(t, 10*time.Second)
 
@@ -218,13 +232,7 @@ func TestRestartOfInitialisedMemberNeedsNoRegistry(t *testing.T) {
 	registry, reg := testenv.Registry(t)
 	discovery := newToken(t, registry, 2)
 	hosts := testenv.Hosts(t, "r", 2)
-	procs := []*testenv.Process{
-		testenv.StartHost(t, agentBin, hosts[0], discovery),
-		testenv.StartHost(t, agentBin, hosts[1], discovery),
-	}
-	for i, h := range hosts {
-		testenv.WaitHealthy(t, procs[i], 60*time.Second, h.ClientURL())
-	}
+	procs := startCluster(t, testenv.EtcdBinary(t), discovery, hosts)
 	before := testenv.ReadEnvFile(t, hosts[0].EnvFile())
 
 	// The registry goes away and the host reboots: /run is empty again.
@@ -283,7 +291,7 @@ func TestNameTakenByAnotherHost(t *testing.T) {
 	hosts[1].Name = hosts[0].Name // a cloned image
 
 	first := testenv.StartAgent(t, agentBin, hosts[0], discovery)
-	waitFor(t, 20*time.Second, "first agent registers", func() bool { return len(registrations(t, discovery)) == 1 })
+	waitRegistrations(t, discovery, 1)
 	code, out := runAgent(t, testenv.AgentArgs(hosts[1], discovery, "--timeout", "30s")...)
 	if code != exitConflict {
 		t.Fatalf("exit %d, want %d (conflict):\n%s", code, exitConflict, out)
@@ -366,13 +374,7 @@ func TestTimeoutLeavesNothingThatBlocksTheNextTry(t *testing.T) {
 	if _, err := os.Stat(hosts[0].EnvFile()); !os.IsNotExist(err) {
 		t.Errorf("timed-out run wrote an env file (stat: %v)", err)
 	}
-	procs := []*testenv.Process{
-		testenv.StartHost(t, agentBin, hosts[0], discovery),
-		testenv.StartHost(t, agentBin, hosts[1], discovery),
-	}
-	for i, h := range hosts {
-		testenv.WaitHealthy(t, procs[i], 60*time.Second, h.ClientURL())
-	}
+	startCluster(t, testenv.EtcdBinary(t), discovery, hosts)
 	checkCluster(t, discovery, hosts)
 }
 
@@ -505,13 +507,7 @@ func TestEtcd37MembersBootstrapFromAToken(t *testing.T) {
 	registry, _ := testenv.Registry(t)
 	discovery := newToken(t, registry, 3)
 	hosts := testenv.Hosts(t, "v37-", 3)
-	procs := make([]*testenv.Process, len(hosts))
-	for i, h := range hosts {
-		procs[i] = testenv.StartHostWithEtcd(t, agentBin, etcd37, h, discovery)
-	}
-	for i, h := range hosts {
-		testenv.WaitHealthy(t, procs[i], 60*time.Second, h.ClientURL())
-	}
+	startCluster(t, etcd37, discovery, hosts)
 	checkCluster(t, discovery, hosts)
 	resp, err := http.Get(hosts[0].ClientURL() + "/version")
 	testenv.Must(t, err, "version")
@@ -532,7 +528,7 @@ func TestRegistryRestartDuringTheWait(t *testing.T) {
 	discovery := newToken(t, registry, 2)
 	hosts := testenv.Hosts(t, "rr", 2)
 	first := testenv.StartHost(t, agentBin, hosts[0], discovery)
-	waitFor(t, 20*time.Second, "first agent registers", func() bool { return len(registrations(t, discovery)) == 1 })
+	waitRegistrations(t, discovery, 1)
 
 	reg = reg.Restart(t)
 	testenv.WaitHealthy(t, reg, 30*time.Second, registry)
