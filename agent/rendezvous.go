@@ -352,21 +352,22 @@ func membersOf(nodes []registry.Node) ([]Member, error) {
 }
 
 // retry calls f until it succeeds, fails for good, or ctx ends, with
-// exponential backoff between attempts that fail temporarily.
+// exponential backoff between attempts that fail temporarily. When ctx ends,
+// the error says what was being done and what the last failure was.
 func retry[T any](ctx context.Context, log *slog.Logger, what string, f func(context.Context) (T, error)) (T, error) {
 	for attempt := 1; ; attempt++ {
 		v, err := f(ctx)
-		if err == nil || !registry.Temporary(err) || ctx.Err() != nil {
-			if err != nil && ctx.Err() != nil {
-				err = fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
-			}
+		if err == nil || !registry.Temporary(err) {
 			return v, err
 		}
-		d := backoff(attempt)
-		log.Warn("registry request failed; retrying", "op", what, "err", err, "retry_in", d.String())
-		if err := sleep(ctx, d); err != nil {
-			return v, fmt.Errorf("%s: %w", what, err)
+		if ctx.Err() == nil {
+			d := backoff(attempt)
+			log.Warn("registry request failed; retrying", "op", what, "err", err, "retry_in", d.String())
+			if sleep(ctx, d) == nil {
+				continue
+			}
 		}
+		return v, fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
 	}
 }
 
