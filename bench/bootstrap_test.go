@@ -1,0 +1,357 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent"
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
+)
+
+// The methods compared, in the order of the report.
+const (
+	methodAgent       = "a"  // agent bootstrap, then etcd from the env file
+	methodAgentNoWait = "a0" // the same with --peer-wait 0
+	methodDiscovery   = "b"  // etcd's own v2 discovery
+	methodStatic      = "c"  // precomputed static --initial-cluster
+)
+
+var (
+	methods = []string{methodAgent, methodAgentNoWait, methodDiscovery, methodStatic}
+	sizes   = []int{3, 5}
+
+	methodNames = map[string]string{
+		methodAgent:       "agent + static env (--peer-wait 5s)",
+		methodAgentNoWait: "agent + static env (--peer-wait 0)",
+		methodDiscovery:   "etcd --discovery (v2)",
+		methodStatic:      "static --initial-cluster",
+	}
+)
+
+const (
+	defaultRounds = 30
+	// roundDeadline bounds one round from launch to all members healthy.
+	roundDeadline = 90 * time.Second
+)
+
+// bench is what every round shares.
+type bench struct {
+	b         *testing.B
+	etcd      string
+	agentBin  string
+	registry  string
+	proxy     *countingProxy
+	quietLog  *slog.Logger
+	roundSeed int64
+}
+
+// sample is the outcome of one round of one method at one size.
+type sample struct {
+	method string
+	n      int
+	round  int
+
+	secs   float64
+	failed string // why the round failed; empty if it did not
+
+	// For methods that use the registry: the requests under the round's
+	// token, and how many of each kind.
+	reqs  int
+	kinds map[string]int
+
+	// From the logs, relative to the launch: the last member to reach each
+	// event (absent events are not in the map).
+	last map[string]time.Duration
+	// For the agent: how long each non-lead member waited for the lead.
+	leadWaits []time.Duration
+	// The longest gap, over the members, between etcd printing its
+	// configuration and "starting member": the static-bootstrap probe of
+	// the other members' peer URLs (plus WAL creation).
+	probeGap time.Duration
+}
+
+// BenchmarkBootstrap measures cluster bootstrap time and registry requests
+// per member for the agent, etcd's own discovery and a static
+// --initial-cluster, at N = 3 and N = 5, interleaved round by round. The
+// whole comparison is one run of the benchmark function; its results are
+// reported on the sub-benchmarks N=3 and N=5 and as a table on stdout.
+func BenchmarkBootstrap(b *testing.B) {
+	rounds := defaultRounds
+	if s := os.Getenv("BENCH_ROUNDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			b.Fatalf("BENCH_ROUNDS=%q: want a positive integer", s)
+		}
+		rounds = n
+	}
+	be := &bench{
+		b:         b,
+		etcd:      testenv.EtcdBinary(b),
+		agentBin:  testenv.AgentBinary(b),
+		quietLog:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		roundSeed: time.Now().UnixNano(),
+	}
+	be.registry, _ = testenv.Registry(b)
+	be.proxy = newCountingProxy(b, be.registry)
+
+	start := time.Now()
+	fmt.Printf("bootstrap benchmark: %d rounds x methods %v x N %v, etcd %s, registry %s behind counting proxy %s\n",
+		rounds, methods, sizes, be.etcd, be.registry, be.proxy.URL)
+
+	// One warm-up round per method (page cache, first exec of each
+	// binary), not counted.
+	for _, m := range methods {
+		s := be.round(m, sizes[0], 0)
+		fmt.Printf("warm-up  %-2s N=%d %6.3fs %s\n", m, s.n, s.secs, s.failed)
+	}
+
+	results := map[string][]sample{} // by key(method, n)
+	var failures []sample
+	for r := 1; r <= rounds; r++ {
+		for _, n := range sizes {
+			var line []string
+			for i := range methods {
+				m := methods[(i+r)%len(methods)] // rotate the order each round
+				s := be.round(m, n, r)
+				if s.failed != "" {
+					failures = append(failures, s)
+					line = append(line, fmt.Sprintf("%s=FAILED", m))
+					continue
+				}
+				results[key(m, n)] = append(results[key(m, n)], s)
+				line = append(line, fmt.Sprintf("%s=%.3fs", m, s.secs))
+			}
+			fmt.Printf("round %d/%d N=%d  %s  (elapsed %s)\n", r, rounds, n, strings.Join(line, " "), time.Since(start).Round(time.Second))
+		}
+	}
+
+	fmt.Print(report(results, rounds, failures))
+	fmt.Printf("total %s\n", time.Since(start).Round(time.Second))
+
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			for unit, v := range metrics(results, n) {
+				b.ReportMetric(v, unit)
+			}
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+	for _, f := range failures {
+		b.Errorf("round %d of %s at N=%d failed: %s", f.round, f.method, f.n, f.failed)
+	}
+}
+
+func key(method string, n int) string { return fmt.Sprintf("%s/%d", method, n) }
+
+// round launches n fresh hosts with method m at once and waits until every
+// member answers /health with {"health":"true"}; then it stops them all and
+// removes their data.
+func (be *bench) round(m string, n, round int) sample {
+	b := be.b
+	s := sample{method: m, n: n, round: round, last: map[string]time.Duration{}}
+	hosts := testenv.Hosts(b, fmt.Sprintf("r%d-%s-n%d-h", round, m, n), n)
+	defer func() {
+		for _, h := range hosts {
+			_ = os.RemoveAll(h.Dir)
+		}
+	}()
+
+	var discovery, tokenDir string
+	if m != methodStatic {
+		// The token is made straight on the registry, so its creation is
+		// not counted; members reach the registry only through the proxy.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		direct, err := agent.NewToken(ctx, []string{be.registry}, "/discovery", n, be.quietLog)
+		cancel()
+		if err != nil {
+			b.Fatalf("token new: %v", err)
+		}
+		u, err := url.Parse(direct)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tokenDir = u.Path
+		discovery = be.proxy.URL + tokenDir
+	}
+
+	var cluster []string
+	for _, h := range hosts {
+		cluster = append(cluster, h.Name+"="+h.PeerURL())
+	}
+	clusterToken := fmt.Sprintf("bench-static-%d-%d-%d", be.roundSeed, round, n)
+
+	procs := make([]*testenv.Process, n)
+	t0 := time.Now()
+	for i, h := range hosts {
+		switch m {
+		case methodAgent:
+			procs[i] = testenv.StartHost(b, be.agentBin, h, discovery)
+		case methodAgentNoWait:
+			procs[i] = testenv.StartHost(b, be.agentBin, h, discovery, "--peer-wait", "0")
+		case methodDiscovery:
+			procs[i] = testenv.Start(b, "native-"+h.Name, be.etcd, append(etcdArgs(h),
+				"--discovery", discovery,
+				"--discovery-fallback", "exit",
+			), nil)
+		case methodStatic:
+			procs[i] = testenv.Start(b, "static-"+h.Name, be.etcd, append(etcdArgs(h),
+				"--initial-cluster", strings.Join(cluster, ","),
+				"--initial-cluster-state", "new",
+				"--initial-cluster-token", clusterToken,
+			), nil)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), roundDeadline)
+	healthy := make([]time.Time, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = testenv.PollHealthy(ctx, h.ClientURL(), procs[i].Done())
+			healthy[i] = time.Now()
+		}()
+	}
+	wg.Wait()
+	cancel()
+	var end time.Time
+	for i, err := range errs {
+		if err != nil {
+			s.failed = fmt.Sprintf("%s: %v", hosts[i].Name, err)
+			break
+		}
+		if healthy[i].After(end) {
+			end = healthy[i]
+		}
+	}
+	s.secs = end.Sub(t0).Seconds()
+	if s.failed == "" {
+		s.failed = checkOneCluster(hosts)
+	}
+
+	stopAll(procs)
+
+	if tokenDir != "" {
+		reqs := be.proxy.requestsUnder(tokenDir)
+		s.reqs = len(reqs)
+		s.kinds = map[string]int{}
+		for _, r := range reqs {
+			s.kinds[r.kind(tokenDir)]++
+		}
+	}
+	for _, p := range procs {
+		ev := parseLog(p.Output(), t0)
+		for name, d := range ev.at {
+			if d > s.last[name] {
+				s.last[name] = d
+			}
+		}
+		s.leadWaits = append(s.leadWaits, ev.leadWaits...)
+		if g, ok := ev.gap("configured", "member"); ok && g > s.probeGap {
+			s.probeGap = g
+		}
+	}
+	if dir := os.Getenv("BENCH_KEEP_LOGS"); dir != "" {
+		keepLogs(b, filepath.Join(dir, fmt.Sprintf("r%02d-n%d-%s", round, n, m)), t0, procs)
+	}
+	if s.failed != "" {
+		for _, p := range procs {
+			b.Logf("round %d %s N=%d failed; %s log:\n%s", round, m, n, p.Name, tail(p.Output(), 25))
+		}
+	}
+	return s
+}
+
+// etcdArgs are the flags of a member on host h that do not depend on how
+// the cluster is bootstrapped (the agent writes the same into its env file).
+func etcdArgs(h testenv.Host) []string {
+	return []string{
+		"--name", h.Name,
+		"--data-dir", h.DataDir(),
+		"--initial-advertise-peer-urls", h.PeerURL(), "--listen-peer-urls", h.PeerURL(),
+		"--advertise-client-urls", h.ClientURL(), "--listen-client-urls", h.ClientURL(),
+	}
+}
+
+// checkOneCluster asks every member for the member list and reports a
+// problem unless all report the same len(hosts) members.
+func checkOneCluster(hosts []testenv.Host) string {
+	var first string
+	for _, h := range hosts {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ms, err := testenv.Members(ctx, h.ClientURL())
+		cancel()
+		if err != nil {
+			return fmt.Sprintf("member list from %s: %v", h.Name, err)
+		}
+		var ids []string
+		for _, m := range ms {
+			ids = append(ids, agent.FormatID(m.ID))
+		}
+		slices.Sort(ids)
+		got := strings.Join(ids, ",")
+		if len(ms) != len(hosts) {
+			return fmt.Sprintf("%s reports %d members (%s), want %d", h.Name, len(ms), got, len(hosts))
+		}
+		if first == "" {
+			first = got
+		} else if got != first {
+			return fmt.Sprintf("%s reports members %s, another member %s", h.Name, got, first)
+		}
+	}
+	return ""
+}
+
+// stopAll kills the processes and waits until they are gone. SIGKILL
+// comes first: on SIGTERM, an etcd leader whose followers stop at the same
+// time tries to hand over leadership for 7 s before it exits, and the data
+// of a round is thrown away anyway.
+func stopAll(procs []*testenv.Process) {
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		if p == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.Signal(syscall.SIGKILL)
+			p.Stop()
+		}()
+	}
+	wg.Wait()
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// keepLogs copies the logs of a round's processes into dir, with the launch
+// time in launch.txt, for a closer look at where a round's time went.
+func keepLogs(b *testing.B, dir string, t0 time.Time, procs []*testenv.Process) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	_ = os.WriteFile(filepath.Join(dir, "launch.txt"), []byte(t0.Format(time.RFC3339Nano)+"\n"), 0o644)
+	for _, p := range procs {
+		_ = os.WriteFile(filepath.Join(dir, p.Name+".log"), []byte(p.Output()), 0o644)
+	}
+}

@@ -1,0 +1,385 @@
+package bench
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// logEvents are the moments of one member's bootstrap, read from its log.
+type logEvents struct {
+	abs       map[string]time.Time
+	at        map[string]time.Duration // relative to the launch
+	leadWaits []time.Duration
+}
+
+// gap is the time from event from to event to, if both were seen.
+func (e logEvents) gap(from, to string) (time.Duration, bool) {
+	a, ok1 := e.abs[from]
+	b, ok2 := e.abs[to]
+	return b.Sub(a), ok1 && ok2
+}
+
+// The events, in the order they happen, and the log lines that mark them.
+// Agent lines are log/slog text; etcd 3.4 lines are capnslog.
+var (
+	phaseOrder = []string{"env", "released", "exec", "configured", "member", "ready"}
+
+	agentEvents = map[string]string{
+		"wrote environment file":                               "env",
+		"lead member serves":                                   "released",
+		"lead member did not answer in time; starting anyway":  "released",
+		"this member has the lowest peer URL and starts first": "released",
+	}
+	etcdEvents = map[string]string{
+		"etcdmain: etcd Version:":                  "exec",
+		"embed: advertise client URLs":             "configured",
+		"etcdserver: starting member":              "member",
+		"embed: ready to serve client requests":    "ready",
+		"etcdmain: ready to serve client requests": "ready",
+	}
+
+	slogLine   = regexp.MustCompile(`^time=(\S+) level=\S+ msg=("(?:[^"\\]|\\.)*"|\S+)`)
+	slogWaited = regexp.MustCompile(` waited=(\S+)`)
+	capnsLine  = regexp.MustCompile(`^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}) [A-Z] \| (.*)$`)
+)
+
+// parseLog reads the events of one member's combined agent and etcd log;
+// the first occurrence of each event counts.
+func parseLog(log string, t0 time.Time) logEvents {
+	ev := logEvents{abs: map[string]time.Time{}, at: map[string]time.Duration{}}
+	mark := func(name string, t time.Time) {
+		if _, seen := ev.abs[name]; !seen {
+			ev.abs[name] = t
+			ev.at[name] = t.Sub(t0)
+		}
+	}
+	for line := range strings.Lines(log) {
+		line = strings.TrimRight(line, "\r\n")
+		if m := slogLine.FindStringSubmatch(line); m != nil {
+			t, err := time.Parse(time.RFC3339Nano, m[1])
+			if err != nil {
+				continue
+			}
+			msg := m[2]
+			if u, err := strconv.Unquote(msg); err == nil {
+				msg = u
+			}
+			name, ok := agentEvents[msg]
+			if !ok {
+				continue
+			}
+			mark(name, t)
+			if w := slogWaited.FindStringSubmatch(line); w != nil && msg != "this member has the lowest peer URL and starts first" {
+				if d, err := time.ParseDuration(w[1]); err == nil {
+					ev.leadWaits = append(ev.leadWaits, d)
+				}
+			}
+			continue
+		}
+		if m := capnsLine.FindStringSubmatch(line); m != nil {
+			t, err := time.ParseInLocation("2006-01-02 15:04:05.000000", m[1], time.Local)
+			if err != nil {
+				continue
+			}
+			for prefix, name := range etcdEvents {
+				if strings.HasPrefix(m[2], prefix) {
+					mark(name, t)
+				}
+			}
+		}
+	}
+	return ev
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func secsOf(ss []sample) []float64 {
+	var xs []float64
+	for _, s := range ss {
+		xs = append(xs, s.secs)
+	}
+	return xs
+}
+
+// phaseSecs are, per round, the seconds after the launch at which the last
+// member reached event ph (rounds where no member logged it are left out).
+func phaseSecs(ss []sample, ph string) []float64 {
+	var xs []float64
+	for _, s := range ss {
+		if d, ok := s.last[ph]; ok {
+			xs = append(xs, d.Seconds())
+		}
+	}
+	return xs
+}
+
+// ratioCI is a 90% bootstrap confidence interval of median(x)/median(y),
+// resampling both independently (fixed seed, so a report is reproducible
+// from its samples).
+func ratioCI(x, y []float64) (lo, hi float64) {
+	if len(x) == 0 || len(y) == 0 {
+		return 0, 0
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	const iters = 4000
+	ratios := make([]float64, iters)
+	rx, ry := make([]float64, len(x)), make([]float64, len(y))
+	for i := range ratios {
+		for j := range rx {
+			rx[j] = x[rng.IntN(len(x))]
+		}
+		for j := range ry {
+			ry[j] = y[rng.IntN(len(y))]
+		}
+		ratios[i] = median(rx) / median(ry)
+	}
+	slices.Sort(ratios)
+	return ratios[iters*5/100], ratios[iters*95/100]
+}
+
+// shift is the Hodges-Lehmann estimate of how much x is later than y: the
+// median of all differences x[i]-y[j].
+func shift(x, y []float64) float64 {
+	var d []float64
+	for _, a := range x {
+		for _, b := range y {
+			d = append(d, a-b)
+		}
+	}
+	return median(d)
+}
+
+func reqsPerMember(ss []sample) []float64 {
+	var xs []float64
+	for _, s := range ss {
+		xs = append(xs, float64(s.reqs)/float64(s.n))
+	}
+	return xs
+}
+
+func usesRegistry(m string) bool { return m != methodStatic }
+
+// metrics are the numbers reported for size n, by unit.
+func metrics(results map[string][]sample, n int) map[string]float64 {
+	out := map[string]float64{}
+	med := map[string]float64{}
+	for _, m := range methods {
+		ss := results[key(m, n)]
+		if len(ss) == 0 {
+			continue
+		}
+		xs := secsOf(ss)
+		med[m] = median(xs)
+		out[m+"-median-s"] = med[m]
+		out[m+"-min-s"] = slices.Min(xs)
+		out[m+"-max-s"] = slices.Max(xs)
+		if usesRegistry(m) {
+			out["reqs/member-"+m] = median(reqsPerMember(ss))
+		}
+		if st := phaseSecs(ss, "member"); len(st) > 0 {
+			out[m+"-started-s"] = median(st)
+		}
+	}
+	for _, r := range [][2]string{{methodAgent, methodDiscovery}, {methodAgent, methodStatic}, {methodAgentNoWait, methodDiscovery}, {methodAgentNoWait, methodStatic}} {
+		if med[r[0]] > 0 && med[r[1]] > 0 {
+			out[r[0]+"/"+r[1]] = med[r[0]] / med[r[1]]
+		}
+	}
+	if x, y := secsOf(results[key(methodAgent, n)]), secsOf(results[key(methodDiscovery, n)]); len(x) > 0 && len(y) > 0 {
+		out["a-b-shift-s"] = shift(x, y)
+	}
+	return out
+}
+
+// report renders the results as readable tables.
+func report(results map[string][]sample, rounds int, failures []sample) string {
+	var sb strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
+
+	p("\nTime from launching the N processes until every member's /health says true (seconds),\n")
+	p("and registry requests per member (median over rounds; token creation not counted):\n\n")
+	p("%-3s %-3s %-38s %6s %7s %7s %7s  %s\n", "N", "", "method", "rounds", "median", "min", "max", "reqs/member (min-max)")
+	for _, n := range sizes {
+		for _, m := range methods {
+			ss := results[key(m, n)]
+			if len(ss) == 0 {
+				p("%-3d %-3s %-38s %6d %7s\n", n, m, methodNames[m], 0, "-")
+				continue
+			}
+			xs := secsOf(ss)
+			reqs := "-"
+			if usesRegistry(m) {
+				rs := reqsPerMember(ss)
+				reqs = fmt.Sprintf("%.2f (%.2f-%.2f)", median(rs), slices.Min(rs), slices.Max(rs))
+			}
+			p("%-3d %-3s %-38s %6d %7.3f %7.3f %7.3f  %s\n", n, m, methodNames[m], len(ss), median(xs), slices.Min(xs), slices.Max(xs), reqs)
+		}
+	}
+
+	p("\nRatios of medians, with 90%% bootstrap confidence intervals:\n\n")
+	for _, n := range sizes {
+		var parts []string
+		for _, r := range [][2]string{{methodAgent, methodDiscovery}, {methodAgent, methodStatic}, {methodAgentNoWait, methodDiscovery}, {methodAgentNoWait, methodStatic}} {
+			x, y := secsOf(results[key(r[0], n)]), secsOf(results[key(r[1], n)])
+			if len(x) == 0 || len(y) == 0 {
+				continue
+			}
+			lo, hi := ratioCI(x, y)
+			parts = append(parts, fmt.Sprintf("%s/%s %.2f (%.2f-%.2f)", r[0], r[1], median(x)/median(y), lo, hi))
+		}
+		p("N=%d  %s\n", n, strings.Join(parts, "   "))
+	}
+	p("\nShift (Hodges-Lehmann: median of all pairwise differences; robust to the 100 ms steps\n")
+	p("of etcd's election ticks that make single medians jumpy), seconds:\n\n")
+	for _, n := range sizes {
+		var parts []string
+		for _, r := range [][2]string{{methodAgent, methodDiscovery}, {methodAgent, methodStatic}, {methodAgentNoWait, methodAgent}} {
+			x, y := secsOf(results[key(r[0], n)]), secsOf(results[key(r[1], n)])
+			if len(x) == 0 || len(y) == 0 {
+				continue
+			}
+			parts = append(parts, fmt.Sprintf("%s-%s %+.3f", r[0], r[1], shift(x, y)))
+		}
+		p("N=%d  %s\n", n, strings.Join(parts, "   "))
+	}
+
+	p("\nWhere the time goes: median over rounds of the moment (s after launch) the LAST member\n")
+	p("reached each event (env = agent wrote the env file, released = agent returned after the\n")
+	p("ordered start, exec = etcd started, member = etcd's \"starting member\", i.e. after its\n")
+	p("static-bootstrap probe of the peers, or after the rendezvous for b; ready = \"ready to serve\n")
+	p("client requests\"), and the median of the longest per-member gap between etcd's\n")
+	p("configuration dump and \"starting member\" (the probe stall; for b: etcd's own rendezvous):\n\n")
+	p("%-3s %-3s", "N", "")
+	for _, ph := range phaseOrder {
+		if ph == "configured" {
+			continue
+		}
+		p(" %8s", ph)
+	}
+	p(" %8s %9s\n", "healthy", "cfg→memb")
+	for _, n := range sizes {
+		for _, m := range methods {
+			ss := results[key(m, n)]
+			if len(ss) == 0 {
+				continue
+			}
+			p("%-3d %-3s", n, m)
+			for _, ph := range phaseOrder {
+				if ph == "configured" {
+					continue
+				}
+				xs := phaseSecs(ss, ph)
+				if len(xs) == 0 {
+					p(" %8s", "-")
+				} else {
+					p(" %8.3f", median(xs))
+				}
+			}
+			var gaps []float64
+			for _, s := range ss {
+				gaps = append(gaps, s.probeGap.Seconds())
+			}
+			p(" %8.3f %9.3f\n", median(secsOf(ss)), median(gaps))
+		}
+	}
+
+	p("\nRegistry requests by kind (mean per member over all rounds):\n\n")
+	for _, n := range sizes {
+		for _, m := range methods {
+			ss := results[key(m, n)]
+			if !usesRegistry(m) || len(ss) == 0 {
+				continue
+			}
+			total := map[string]int{}
+			members := 0
+			for _, s := range ss {
+				members += s.n
+				for k, v := range s.kinds {
+					total[k] += v
+				}
+			}
+			var parts []string
+			for _, k := range slices.Sorted(maps.Keys(total)) {
+				parts = append(parts, fmt.Sprintf("%s %.2f", k, float64(total[k])/float64(members)))
+			}
+			p("N=%d %-3s %s\n", n, m, strings.Join(parts, ", "))
+		}
+	}
+
+	p("\nOrdered start (agent, default --peer-wait): how long non-lead members waited for the lead:\n\n")
+	for _, n := range sizes {
+		var ws []float64
+		for _, s := range results[key(methodAgent, n)] {
+			for _, w := range s.leadWaits {
+				ws = append(ws, w.Seconds())
+			}
+		}
+		if len(ws) > 0 {
+			p("N=%d  %d waits, median %.3fs, min %.3fs, max %.3fs\n", n, len(ws), median(ws), slices.Min(ws), slices.Max(ws))
+		}
+	}
+
+	if len(failures) > 0 {
+		p("\nFAILED ROUNDS (not in the numbers above):\n")
+		for _, f := range failures {
+			p("  round %d %s N=%d: %s\n", f.round, f.method, f.n, f.failed)
+		}
+	}
+	p("\n%d rounds requested per method and N.\n", rounds)
+	return sb.String()
+}
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(tc.in); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestShift(t *testing.T) {
+	if got := shift([]float64{1.1, 1.2, 1.3}, []float64{1.0, 1.1, 1.2}); got < 0.0999 || got > 0.1001 {
+		t.Errorf("shift = %v, want 0.1", got)
+	}
+}
+
+func TestParseLog(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 20, 30, 6, 0, time.UTC)
+	log := `time=2026-11-23T20:30:06.100Z level=INFO msg="wrote environment file" name=h2 path=/x
+time=2026-11-23T20:30:06.400Z level=INFO msg="lead member serves" name=h2 lead=http://127.0.0.2:2380 waited=300ms
+[WARNING] Deprecated '--logger=capnslog' flag is set; use '--logger=zap' flag instead
+` + time.Date(2026, 11, 23, 20, 30, 6, 500000000, time.UTC).Local().Format("2006-01-02 15:04:05.000000") + ` I | etcdmain: etcd Version: 3.4.23
+` + time.Date(2026, 11, 23, 20, 30, 6, 510000000, time.UTC).Local().Format("2006-01-02 15:04:05.000000") + ` I | embed: advertise client URLs = http://127.0.0.2:2379
+` + time.Date(2026, 11, 23, 20, 30, 6, 600000000, time.UTC).Local().Format("2006-01-02 15:04:05.000000") + ` I | etcdserver: starting member 1 in cluster 2
+`
+	ev := parseLog(log, t0)
+	want := map[string]time.Duration{"env": 100 * time.Millisecond, "released": 400 * time.Millisecond, "exec": 500 * time.Millisecond, "configured": 510 * time.Millisecond, "member": 600 * time.Millisecond}
+	if !maps.Equal(ev.at, want) {
+		t.Errorf("events %v, want %v", ev.at, want)
+	}
+	if len(ev.leadWaits) != 1 || ev.leadWaits[0] != 300*time.Millisecond {
+		t.Errorf("lead waits %v, want [300ms]", ev.leadWaits)
+	}
+	if g, ok := ev.gap("configured", "member"); !ok || g != 90*time.Millisecond {
+		t.Errorf("gap %v %v, want 90ms", g, ok)
+	}
+}
