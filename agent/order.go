@@ -68,7 +68,7 @@ func waitForLead(ctx context.Context, members []Member, self Member, bound time.
 			log.Info("lead member serves", "lead", lead, "waited", time.Since(start).Round(time.Millisecond).String())
 			return
 		}
-		if sleep(ctx, 20*time.Millisecond) != nil {
+		if sleep(ctx, 5*time.Millisecond) != nil {
 			log.Warn("lead member did not answer in time; starting anyway", "lead", lead, "waited", time.Since(start).Round(time.Millisecond).String())
 			return
 		}

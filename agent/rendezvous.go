@@ -45,10 +45,11 @@ func newRendezvous(reg *registry.Client, self Member, log *slog.Logger) *rendezv
 	}
 }
 
-// run does what etcd's own discovery client does, in at most four requests
-// when nothing fails and nobody else writes at the same instant: read the
-// size, register with a create-only PUT, list the token, and stream a
-// recursive watch from the listing's index until size members are known.
+// run does what etcd's own discovery client does, in four requests when
+// nothing fails: read the size, register with a create-only PUT, open a
+// live, streaming, recursive watch, then list the token. Because the watch
+// is in place before the listing, every later registration arrives on that
+// one stream, however many hosts register at the same instant.
 // A host that finds itself registered (same key, same value) resumes; a host
 // that lands beyond size, or whose name another host holds, removes its own
 // key again so the token is left as it was.
@@ -63,19 +64,27 @@ func (r *rendezvous) run(ctx context.Context) (outcome, error) {
 	if err != nil {
 		return outcome{}, err
 	}
+	w, err := retry(ctx, r.log, "watch token", func(ctx context.Context) (*registry.Watcher, error) {
+		return r.reg.OpenWatch(ctx, 0)
+	})
+	if err != nil {
+		return outcome{}, r.classify(err)
+	}
 	known := map[string]registry.Node{}
 	idx, err := r.relist(ctx, known)
 	if err != nil {
+		w.Close()
 		return outcome{}, err
 	}
 	if _, ok := known[r.key]; !ok {
 		known[r.key] = self // a lagging replica may not list it yet
 	}
 	if selfLater, err := r.checkNames(firstN(known, size)); selfLater {
+		w.Close()
 		r.withdraw(ctx, self, "its name is taken")
 		return outcome{}, err
 	}
-	if err := r.wait(ctx, size, known, idx); err != nil {
+	if err := r.wait(ctx, size, known, w, idx); err != nil {
 		return outcome{}, err
 	}
 
@@ -125,9 +134,16 @@ func (r *rendezvous) register(ctx context.Context) (registry.Node, error) {
 	return node, nil
 }
 
-// wait streams changes of the token directory into known until it holds at
-// least size members.
-func (r *rendezvous) wait(ctx context.Context, size int, known map[string]registry.Node, idx uint64) error {
+// wait applies the changes of the token directory to known until it holds
+// at least size members. first is the watch opened before the listing at
+// index idx; follow-up watches resume where the previous answer ended.
+func (r *rendezvous) wait(ctx context.Context, size int, known map[string]registry.Node, first *registry.Watcher, idx uint64) error {
+	w := first
+	defer func() {
+		if w != nil {
+			w.Close()
+		}
+	}()
 	var have atomic.Int64
 	have.Store(int64(len(known)))
 	if len(known) >= size {
@@ -137,31 +153,45 @@ func (r *rendezvous) wait(ctx context.Context, size int, known map[string]regist
 	defer stop()
 
 	dir := path.Base(r.reg.URL())
+	seen := 0
+	apply := func(ev registry.Event) bool {
+		seen++
+		if !isMemberKey(ev.Node, dir) || ev.Node.ModifiedIndex <= idx {
+			return true // not a member, or already in the listing
+		}
+		name := ev.Node.Name()
+		if ev.Deleted() {
+			delete(known, name)
+			r.log.Info("member left the token", "key", name, "have", len(known), "want", size)
+		} else {
+			prev, ok := known[name]
+			if ok {
+				ev.Node.CreatedIndex = prev.CreatedIndex
+			}
+			known[name] = ev.Node
+			if !ok {
+				r.log.Info("member registered", "key", name, "value", ev.Node.Value, "have", len(known), "want", size)
+			}
+		}
+		have.Store(int64(len(known)))
+		return len(known) < size
+	}
+
 	waitIndex := idx + 1
 	for attempt := 0; len(known) < size; {
-		next, err := r.reg.Watch(ctx, waitIndex, func(ev registry.Event) bool {
-			if !isMemberKey(ev.Node, dir) {
-				return true
-			}
-			name := ev.Node.Name()
-			if ev.Deleted() {
-				delete(known, name)
-				r.log.Info("member left the token", "key", name, "have", len(known), "want", size)
-			} else {
-				prev, ok := known[name]
-				if ok {
-					ev.Node.CreatedIndex = prev.CreatedIndex
-				}
-				known[name] = ev.Node
-				if !ok {
-					r.log.Info("member registered", "key", name, "value", ev.Node.Value, "have", len(known), "want", size)
-				}
-			}
-			have.Store(int64(len(known)))
-			return len(known) < size
-		})
+		var err error
+		if w == nil {
+			w, err = r.reg.OpenWatch(ctx, waitIndex)
+		}
+		seen = 0
+		if err == nil {
+			err = w.Each(ctx, apply)
+			waitIndex = max(waitIndex, w.NextIndex())
+			w.Close()
+			w = nil
+		}
 		switch {
-		case err == nil && next > waitIndex:
+		case err == nil && seen > 0:
 			attempt = 0
 		case err == nil:
 			// An empty answer (a discovery service cuts long polls): ask
@@ -173,10 +203,11 @@ func (r *rendezvous) wait(ctx context.Context, size int, known map[string]regist
 		case registry.IsCode(err, registry.CodeEventIndexClear):
 			r.log.Warn("watch fell behind the registry's event history; listing the token again")
 			clear(known)
-			if next, err = r.relist(ctx, known); err != nil {
+			if idx, err = r.relist(ctx, known); err != nil {
 				return err
 			}
-			next++
+			waitIndex = idx + 1
+			have.Store(int64(len(known)))
 		case ctx.Err() != nil:
 			return r.timeout(ctx.Err(), size, len(known))
 		case registry.Temporary(err):
@@ -189,8 +220,6 @@ func (r *rendezvous) wait(ctx context.Context, size int, known map[string]regist
 		default:
 			return r.classify(err)
 		}
-		waitIndex = next
-		have.Store(int64(len(known)))
 	}
 	return nil
 }

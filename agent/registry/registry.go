@@ -238,54 +238,112 @@ func (c *Client) MakeDir(ctx context.Context, size int) error {
 	return err
 }
 
-// Watch long-polls the token directory recursively for changes from index
-// waitIndex on and calls fn for each event in order, until fn returns false,
-// the registry ends the answer, or ctx ends. It asks for a stream, so a real
-// etcd sends every event on one request; a server that answers one event per
-// request, or an empty body after a while, just ends the call, and so does an
-// event etcd serves from its history (see below). It returns the index to
-// wait from next.
-func (c *Client) Watch(ctx context.Context, waitIndex uint64, fn func(Event) bool) (uint64, error) {
-	q := url.Values{
-		"wait":      {"true"},
-		"recursive": {"true"},
-		"stream":    {"true"},
-		"waitIndex": {strconv.FormatUint(waitIndex, 10)},
+// Watcher is one open watch request on the token directory.
+type Watcher struct {
+	op    string
+	body  io.ReadCloser
+	dec   *json.Decoder
+	start uint64 // the registry's index when the watch began (X-Etcd-Index)
+	next  uint64 // the index to wait from in the next request
+	ended bool
+}
+
+// OpenWatch starts a recursive watch of the token directory and returns
+// once the registry has answered with its headers, that is once the watch
+// is in place: every change after Index() will be reported. waitIndex 0
+// means "changes from now on", which etcd always serves live; a waitIndex
+// still in etcd's event history is answered from the history, one event,
+// after which the answer ends (the watcher never joins the live hub).
+//
+// It asks for a stream, so a real etcd sends every live event on this one
+// request; a server that answers one event per request, or an empty body
+// after a while, just ends the answer sooner.
+func (c *Client) OpenWatch(ctx context.Context, waitIndex uint64) (*Watcher, error) {
+	q := url.Values{"wait": {"true"}, "recursive": {"true"}, "stream": {"true"}}
+	if waitIndex > 0 {
+		q.Set("waitIndex", strconv.FormatUint(waitIndex, 10))
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.keyURL("", q), nil)
 	if err != nil {
-		return waitIndex, err
+		return nil, err
 	}
 	op := "watch " + c.base.Path
 	resp, err := c.http.Do(req)
 	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, readError(op, resp)
+	}
+	start, _ := strconv.ParseUint(resp.Header.Get("X-Etcd-Index"), 10, 64)
+	next := waitIndex
+	if next == 0 {
+		next = start + 1
+	}
+	return &Watcher{op: op, body: resp.Body, dec: json.NewDecoder(resp.Body), start: start, next: next}, nil
+}
+
+// Index is the registry's index when the watch began; 0 if it did not say.
+func (w *Watcher) Index() uint64 { return w.start }
+
+// NextIndex is the index a follow-up watch should wait from.
+func (w *Watcher) NextIndex() uint64 { return w.next }
+
+// Next returns the next event, or io.EOF when the answer has ended.
+func (w *Watcher) Next(ctx context.Context) (Event, error) {
+	if w.ended {
+		return Event{}, io.EOF
+	}
+	var ev Event
+	if err := w.dec.Decode(&ev); err != nil {
+		w.ended = true
+		if errors.Is(err, io.EOF) {
+			return ev, io.EOF
+		}
+		if ctx.Err() != nil {
+			return ev, ctx.Err()
+		}
+		return ev, fmt.Errorf("%s: read event: %w", w.op, err)
+	}
+	if ev.Node.ModifiedIndex >= w.next {
+		w.next = ev.Node.ModifiedIndex + 1
+	}
+	if ev.Node.ModifiedIndex <= w.start {
+		w.ended = true // served from the history: nothing follows
+	}
+	return ev, nil
+}
+
+// Close ends the watch request.
+func (w *Watcher) Close() { w.body.Close() }
+
+// Watch is OpenWatch plus a loop calling fn for each event in order, until
+// fn returns false, the answer ends or ctx ends. It returns the index to
+// wait from next.
+func (c *Client) Watch(ctx context.Context, waitIndex uint64, fn func(Event) bool) (uint64, error) {
+	w, err := c.OpenWatch(ctx, waitIndex)
+	if err != nil {
 		return waitIndex, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return waitIndex, readError(op, resp)
-	}
-	// etcd serves an event that is still in its history from the history
-	// and then ends the stream (the watcher never joins the live hub), so an
-	// event at or below the index the watch started at ends this call.
-	start, _ := strconv.ParseUint(resp.Header.Get("X-Etcd-Index"), 10, 64)
-	dec := json.NewDecoder(resp.Body)
+	defer w.Close()
+	err = w.Each(ctx, fn)
+	return w.NextIndex(), err
+}
+
+// Each calls fn for every event of the answer until fn returns false or the
+// answer ends (nil) or fails.
+func (w *Watcher) Each(ctx context.Context, fn func(Event) bool) error {
 	for {
-		var ev Event
-		if err := dec.Decode(&ev); err != nil {
-			if errors.Is(err, io.EOF) {
-				return waitIndex, nil
-			}
-			if ctx.Err() != nil {
-				return waitIndex, ctx.Err()
-			}
-			return waitIndex, fmt.Errorf("%s: read event: %w", op, err)
+		ev, err := w.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return nil
 		}
-		if ev.Node.ModifiedIndex >= waitIndex {
-			waitIndex = ev.Node.ModifiedIndex + 1
+		if err != nil {
+			return err
 		}
-		if !fn(ev) || ev.Node.ModifiedIndex <= start {
-			return waitIndex, nil
+		if !fn(ev) {
+			return nil
 		}
 	}
 }

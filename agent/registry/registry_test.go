@@ -51,26 +51,27 @@ func TestAgainstRealEtcd(t *testing.T) {
 		t.Fatalf("List = %+v, %d, %v; want only aaa (the hidden _config left out)", nodes, idx, err)
 	}
 
-	// A live watch streams every event on one request.
-	got := make(chan []string, 1)
-	go func() {
-		var keys []string
-		_, err := c.Watch(ctx, idx+1, func(ev Event) bool {
-			keys = append(keys, ev.Node.Name())
-			return len(keys) < 2
-		})
-		if err != nil {
-			keys = append(keys, "error: "+err.Error())
-		}
-		got <- keys
-	}()
-	time.Sleep(200 * time.Millisecond) // let the watch reach etcd's live hub
+	// A watch opened without an index is in place once OpenWatch returns,
+	// and streams every later event on this one request.
+	w, err := c.OpenWatch(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Index() < idx {
+		t.Errorf("watch began at index %d, before the listing's %d", w.Index(), idx)
+	}
 	b, _ := c.Create(ctx, "bbb", "b=http://127.0.0.2:2380")
 	if _, err := c.Create(ctx, "ccc", "c=http://127.0.0.3:2380"); err != nil {
 		t.Fatal(err)
 	}
-	if keys := <-got; fmt.Sprint(keys) != "[bbb ccc]" {
-		t.Errorf("live stream delivered %v; want [bbb ccc] on one request", keys)
+	var keys []string
+	err = w.Each(ctx, func(ev Event) bool {
+		keys = append(keys, ev.Node.Name())
+		return len(keys) < 2
+	})
+	w.Close()
+	if err != nil || fmt.Sprint(keys) != "[bbb ccc]" {
+		t.Errorf("live stream delivered %v, %v; want [bbb ccc] on one request", keys, err)
 	}
 
 	// An event still in the history ends the call after it: etcd does not
