@@ -7,6 +7,9 @@ command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
 command -v etcdctl >/dev/null 2>&1 || need="$need etcd-client"
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
+command -v named >/dev/null 2>&1 || [ -x /usr/sbin/named ] || need="$need bind9"
+command -v dig >/dev/null 2>&1 || need="$need bind9-dnsutils"
+command -v tsig-keygen >/dev/null 2>&1 || [ -x /usr/sbin/tsig-keygen ] || need="$need bind9-utils"
 [ -n "$need" ] || exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "missing Debian packages:$need; install them with: sudo apt-get install -y$need" >&2

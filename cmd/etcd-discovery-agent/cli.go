@@ -42,6 +42,7 @@ Usage:
   etcd-discovery-agent token new [flags]     create a discovery token, print its URL
   etcd-discovery-agent token show URL        show a token's size and registrations
   etcd-discovery-agent address [flags]       print the address a template selects
+  etcd-discovery-agent lookup [flags]        print the cluster DNS SRV records describe
   etcd-discovery-agent version               print the version
 
 Every flag can also be set from the environment: --some-flag as
@@ -80,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env looku
 		return exitUsage
 	case "address":
 		return runAddress(args[1:], stdout, stderr, env)
+	case "lookup":
+		return runLookup(ctx, args[1:], stdout, stderr, env)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "etcd-discovery-agent", versionString())
 		return exitOK

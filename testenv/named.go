@@ -1,0 +1,337 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// NamedServer is a BIND 9 named serving one primary zone on 127.0.0.1 (UDP
+// and TCP on one port), authoritative only (no recursion), with RFC 2136
+// updates allowed for one TSIG key.
+type NamedServer struct {
+	Addr string // "127.0.0.1:PORT"
+	Zone string // the zone, fully qualified ("example.test.")
+
+	// KeyFile holds the TSIG key that may update the zone (update-policy
+	// grant KEY zonesub ANY), as tsig-keygen prints it: key "NAME" {
+	// algorithm hmac-sha256; secret "..."; }; It works with nsupdate -k.
+	KeyFile string
+	// WrongKeyFile holds a key with the same name and algorithm but another
+	// secret: named refuses updates signed with it (NOTAUTH, TSIG BADSIG).
+	WrongKeyFile string
+	KeyName      string // "eda-test-key" (no trailing dot, as in KeyFile)
+	Algorithm    string // "hmac-sha256"
+	Secret       string // base64, as in KeyFile
+
+	Dir  string   // the throw-away directory with named.conf, zone and journal
+	Proc *Process // the running named
+}
+
+// NamedBinary returns the named binary to test with: $NAMED_BIN, or
+// /usr/sbin/named from Debian's bind9. It skips the test when there is none.
+func NamedBinary(t testing.TB) string {
+	t.Helper()
+	bin := os.Getenv("NAMED_BIN")
+	if bin == "" {
+		bin = "/usr/sbin/named"
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no named at %s (set NAMED_BIN, or apt-get install bind9): %v", bin, err)
+	}
+	return bin
+}
+
+// bindTool finds a BIND utility (tsig-keygen, nsupdate) in $PATH or in the
+// sbin/bin directories Debian installs it to, skipping the test if absent.
+func bindTool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/bin"} {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Skipf("no %s in $PATH, /usr/sbin or /usr/bin (apt-get install %s)", name, pkg)
+	return ""
+}
+
+// Named starts a real BIND 9 named for zone (e.g. "example.test.") on a free
+// port of 127.0.0.1 and waits until it answers the zone's SOA over UDP and
+// TCP. The zone holds its SOA, NS ns1.ZONE and ns1.ZONE A 127.0.0.1; it
+// accepts updates signed with KeyFile and keeps them in a journal. named
+// runs in the foreground (-g, logging to the process log, which the test
+// shows on failure) as the current user: without -u it does not drop
+// privileges, so the temporary directory needs no chown. It is stopped by
+// PID when the test ends.
+func Named(t testing.TB, zone string) *NamedServer {
+	t.Helper()
+	bin := NamedBinary(t)
+	keygen := bindTool(t, "tsig-keygen", "bind9-utils")
+	zone = dns.Fqdn(zone)
+	dir := t.TempDir()
+	s := &NamedServer{
+		Zone:         zone,
+		Dir:          dir,
+		KeyFile:      filepath.Join(dir, "update.key"),
+		WrongKeyFile: filepath.Join(dir, "wrong.key"),
+		KeyName:      "eda-test-key",
+		Algorithm:    "hmac-sha256",
+	}
+	var err error
+	if s.Secret, err = tsigKeygen(keygen, s.Algorithm, s.KeyName, s.KeyFile); err != nil {
+		t.Fatal(err)
+	}
+	wrong, err := tsigKeygen(keygen, s.Algorithm, s.KeyName, s.WrongKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wrong == s.Secret {
+		t.Fatalf("tsig-keygen made the same secret twice: %s", wrong)
+	}
+	zoneFile := filepath.Join(dir, "zone.db")
+	zoneText := fmt.Sprintf("$TTL 60\n"+
+		"@ IN SOA ns1.%[1]s hostmaster.%[1]s 1 3600 600 86400 5\n"+
+		"@ IN NS ns1.%[1]s\n"+
+		"ns1.%[1]s IN A 127.0.0.1\n", zone)
+	if err := os.WriteFile(zoneFile, []byte(zoneText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The port was free a moment ago; another process may take it before
+	// named binds it. named then logs "address in use" and keeps running
+	// without listening, so a failed readiness check with that message is
+	// retried on a new port.
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		port := FreeUDPTCPPort(t, "127.0.0.1")
+		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		conf := filepath.Join(dir, "named.conf")
+		if err := os.WriteFile(conf, []byte(namedConf(dir, port, zone, zoneFile, s.KeyFile, s.KeyName)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p := Start(t, fmt.Sprintf("named-%d", attempt), bin, []string{"-g", "-n", "1", "-c", conf}, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := waitSOA(ctx, s.Addr, zone, p.Done())
+		cancel()
+		if err == nil {
+			s.Proc = p
+			return s
+		}
+		p.Stop()
+		if attempt < attempts && strings.Contains(p.Output(), "address in use") {
+			continue
+		}
+		t.Fatalf("named on %s not ready: %v\n%s", s.Addr, err, tail(p.Output(), 40))
+	}
+}
+
+// namedConf is a minimal authoritative configuration whose every file lives
+// in dir. controls {} disables the rndc channel (Debian's /etc/bind/rndc.key
+// would otherwise make every named listen on 127.0.0.1:953), notify no keeps
+// named from sending NOTIFY to the NS address, and lock-file keeps it off
+// /run/named.
+func namedConf(dir string, port int, zone, zoneFile, keyFile, keyName string) string {
+	return fmt.Sprintf(`include %[4]q;
+options {
+	directory %[1]q;
+	pid-file %[5]q;
+	lock-file %[6]q;
+	session-keyfile %[7]q;
+	managed-keys-directory %[1]q;
+	listen-on port %[2]d { 127.0.0.1; };
+	listen-on-v6 { none; };
+	recursion no;
+	dnssec-validation no;
+	notify no;
+};
+controls { };
+zone %[3]q {
+	type primary;
+	file %[8]q;
+	update-policy { grant %[9]q zonesub ANY; };
+};
+`, dir, port, strings.TrimSuffix(zone, "."), keyFile,
+		filepath.Join(dir, "named.pid"), filepath.Join(dir, "named.lock"),
+		filepath.Join(dir, "session.key"), zoneFile, keyName)
+}
+
+var secretRE = regexp.MustCompile(`secret "([^"]+)"`)
+
+// tsigKeygen runs tsig-keygen -a alg name, writes its output to path and
+// returns the secret.
+func tsigKeygen(bin, alg, name, path string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "-a", alg, name).Output()
+	if err != nil {
+		return "", fmt.Errorf("tsig-keygen -a %s %s: %w", alg, name, err)
+	}
+	m := secretRE.FindSubmatch(out)
+	if m == nil {
+		return "", fmt.Errorf("tsig-keygen printed no secret: %q", out)
+	}
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		return "", err
+	}
+	return string(m[1]), nil
+}
+
+// FreeUDPTCPPort returns a port that was free on addr for both UDP and TCP
+// a moment ago.
+func FreeUDPTCPPort(t testing.TB, addr string) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(addr, strconv.Itoa(port)))
+		l.Close()
+		if err == nil {
+			pc.Close()
+			return port
+		}
+	}
+	t.Fatalf("no port free for both UDP and TCP on %s after 50 tries", addr)
+	return 0
+}
+
+// waitSOA polls addr every 50 ms until it answers zone's SOA authoritatively
+// over UDP and TCP, ctx ends or exited is closed.
+func waitSOA(ctx context.Context, addr, zone string, exited <-chan struct{}) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		last = nil
+		for _, network := range []string{"udp", "tcp"} {
+			rrs, err := queryAuth(ctx, network, addr, zone, dns.TypeSOA)
+			if err == nil && len(rrs) == 0 {
+				err = errors.New("no SOA record")
+			}
+			if err != nil {
+				last = fmt.Errorf("%s: %w", network, err)
+				break
+			}
+		}
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-exited:
+			return ErrExited
+		case <-tick.C:
+		}
+	}
+}
+
+// queryAuth asks addr for name/qtype, without recursion, and returns the
+// answer section of an authoritative answer: NOERROR, or NXDOMAIN (nil).
+func queryAuth(ctx context.Context, network, addr, name string, qtype uint16) ([]dns.RR, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.RecursionDesired = false
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c := &dns.Client{Net: network, Timeout: time.Second}
+	r, _, err := c.ExchangeContext(ctx, m, addr)
+	if err != nil {
+		return nil, err
+	}
+	if r.Rcode == dns.RcodeNameError && r.Authoritative {
+		return nil, nil
+	}
+	if r.Rcode != dns.RcodeSuccess {
+		return nil, fmt.Errorf("%s %s: %s", name, dns.TypeToString[qtype], dns.RcodeToString[r.Rcode])
+	}
+	if !r.Authoritative {
+		return nil, fmt.Errorf("%s %s: answer is not authoritative", name, dns.TypeToString[qtype])
+	}
+	return r.Answer, nil
+}
+
+// Records asks the server (over TCP, so nothing is truncated) for name and
+// qtype (dns.TypeSRV, ...) and returns the records of the answer section:
+// nil for NXDOMAIN or no data. It fails the test on an error or another
+// rcode.
+func (s *NamedServer) Records(t testing.TB, name string, qtype uint16) []dns.RR {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rrs, err := queryAuth(ctx, "tcp", s.Addr, name, qtype)
+	if err != nil {
+		t.Fatalf("query %s: %v", s.Addr, err)
+	}
+	return rrs
+}
+
+// Update sends one RFC 2136 update with nsupdate -k keyFile (the reference
+// client) over TCP: the commands (e.g. "update add x.example.test. 60 A
+// 127.0.0.2"), preceded by "server" and "zone" lines for this server and
+// followed by "send". It returns nsupdate's output and an error if
+// nsupdate failed (named refused the update, or did not answer).
+func (s *NamedServer) Update(ctx context.Context, keyFile string, commands ...string) (string, error) {
+	var in bytes.Buffer
+	host, port, _ := net.SplitHostPort(s.Addr)
+	fmt.Fprintf(&in, "server %s %s\nzone %s\n", host, port, s.Zone)
+	for _, c := range commands {
+		if strings.ContainsAny(c, "\n") {
+			return "", fmt.Errorf("nsupdate command %q has a newline", c)
+		}
+		fmt.Fprintln(&in, c)
+	}
+	fmt.Fprintln(&in, "send")
+	bin, err := nsupdateBinary()
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	// -v: TCP, so large updates need no fallback; -t: at most 10 s.
+	cmd := exec.CommandContext(ctx, bin, "-v", "-t", "10", "-k", keyFile)
+	cmd.Stdin = &in
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("nsupdate -k %s: %w: %s", filepath.Base(keyFile), err, bytes.TrimSpace(out))
+	}
+	return string(out), nil
+}
+
+// MustUpdate is Update with the valid key; it fails the test on an error.
+func (s *NamedServer) MustUpdate(t testing.TB, commands ...string) {
+	t.Helper()
+	bindTool(t, "nsupdate", "bind9-dnsutils")
+	if _, err := s.Update(context.Background(), s.KeyFile, commands...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var errNoNsupdate = errors.New("no nsupdate in $PATH or /usr/bin (apt-get install bind9-dnsutils)")
+
+func nsupdateBinary() (string, error) {
+	if p, err := exec.LookPath("nsupdate"); err == nil {
+		return p, nil
+	}
+	if _, err := os.Stat("/usr/bin/nsupdate"); err == nil {
+		return "/usr/bin/nsupdate", nil
+	}
+	return "", errNoNsupdate
+}
