@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/registry"
@@ -71,6 +73,71 @@ type Config struct {
 	// EtcdVersion is the local etcd's version (e.g. "3.4.23"), used to refuse
 	// --on-full=proxy where etcd has no v2 proxy; empty when unknown.
 	EtcdVersion string
+
+	DNS DNSConfig // publishing of SRV records; off when DNS.Server is empty
+}
+
+// DNSConfig says where and how a member publishes its DNS records: the SRV
+// records of _etcd-server[-ssl][-NAME]._tcp and _etcd-client[-ssl][-NAME]._tcp
+// under Domain pointing at NAME.Domain, and that target's A or AAAA record.
+type DNSConfig struct {
+	Server  string        // authoritative server taking RFC 2136 updates, host:port
+	Zone    string        // zone the records are in
+	Domain  string        // SRV domain (etcd's --discovery-srv); defaults to Zone
+	SRVName string        // service suffix (etcd's --discovery-srv-name)
+	KeyFile string        // TSIG key in tsig-keygen format
+	TTL     time.Duration // of the published records
+	Check   string        // after publishing: "error", "warn" or "off"
+}
+
+// Enabled reports whether records are to be published.
+func (d DNSConfig) Enabled() bool { return d.Server != "" }
+
+// validate checks the DNS settings for a member named name.
+func (d *DNSConfig) validate(name string) []error {
+	if !d.Enabled() {
+		return nil
+	}
+	var errs []error
+	if d.Zone == "" {
+		errs = append(errs, errors.New("--publish-zone: required with --publish-server"))
+	}
+	if d.Domain == "" {
+		d.Domain = d.Zone
+	}
+	d.Zone, d.Domain = dnsName(d.Zone), dnsName(d.Domain)
+	if d.Zone != "." && d.Domain != d.Zone && !strings.HasSuffix(d.Domain, "."+d.Zone) {
+		errs = append(errs, fmt.Errorf("--srv-domain %s is not inside --publish-zone %s", d.Domain, d.Zone))
+	}
+	if !dnsLabelRE.MatchString(name) {
+		errs = append(errs, fmt.Errorf("--name %q: with --publish-server the name becomes the DNS label of the SRV target; use letters, digits and inner '-' only (at most 63)", name))
+	}
+	if d.SRVName != "" && !dnsLabelRE.MatchString(d.SRVName) {
+		errs = append(errs, fmt.Errorf("--srv-name %q: use letters, digits and inner '-' only", d.SRVName))
+	}
+	if d.KeyFile == "" {
+		errs = append(errs, errors.New("--tsig-key-file: required with --publish-server (a key file as tsig-keygen writes it)"))
+	}
+	if d.TTL < time.Second || d.TTL > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("--dns-ttl %s: use 1s to 24h", d.TTL))
+	}
+	switch d.Check {
+	case "error", "warn", "off":
+	default:
+		errs = append(errs, fmt.Errorf("--dns-check %q: use error, warn or off", d.Check))
+	}
+	return errs
+}
+
+var dnsLabelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+
+// dnsName lower-cases a domain name and makes it fully qualified.
+func dnsName(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if !strings.HasSuffix(s, ".") {
+		s += "."
+	}
+	return s
 }
 
 // Validate checks the parts of the configuration that need no I/O.
@@ -122,6 +189,7 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("--on-full: %q must be exit or proxy", c.OnFull))
 	}
+	errs = append(errs, c.DNS.validate(c.Name)...)
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
 	}

@@ -70,6 +70,14 @@ func Bootstrap(ctx context.Context, cfg Config, version string, log *slog.Logger
 			log.Warn("data dir holds a member but no cached member list matches; writing the env file without ETCD_INITIAL_CLUSTER")
 		}
 		log.Info("data dir already holds an initialised member; not contacting the registry", "data_dir", cfg.DataDir)
+		if cfg.DNS.Enabled() {
+			// Keep DNS in line with this host (its address may have changed),
+			// but never let a DNS outage keep a member from restarting.
+			h := dnsHost(cfg.DNS, self.Name, cfg.Scheme, adv, cfg.PeerPort, cfg.ClientPort)
+			if err := publish(ctx, cfg.DNS, h, log); err != nil {
+				log.Warn("could not refresh this member's DNS records; restarting anyway", "err", err)
+			}
+		}
 		return res, w.member(cluster, "existing", "restart of an initialised member")
 	}
 
@@ -110,6 +118,12 @@ func Bootstrap(ctx context.Context, cfg Config, version string, log *slog.Logger
 		return &Result{Role: RoleProxy, Source: source, Members: out.members, EnvFile: cfg.EnvFile}, w.proxy(cluster)
 	}
 
+	if cfg.DNS.Enabled() {
+		h := dnsHost(cfg.DNS, self.Name, cfg.Scheme, adv, cfg.PeerPort, cfg.ClientPort)
+		if err := publish(ctx, cfg.DNS, h, log); err != nil {
+			return nil, err
+		}
+	}
 	if source == "registry" {
 		if err := saveState(cfg.StateDir, state{Discovery: cfg.Discovery, Name: self.Name, PeerURLs: self.PeerURLs, Role: RoleMember, InitialCluster: cluster, Written: time.Now().UTC()}); err != nil {
 			return nil, err

@@ -40,7 +40,9 @@ var bootstrapFlags = []string{
 	"name", "discovery", "advertise-address", "listen-address",
 	"peer-port", "client-port", "scheme", "listen-loopback",
 	"data-dir", "env-file", "state-dir", "timeout", "on-full",
-	"peer-wait", "etcd-binary", "log-level",
+	"peer-wait", "etcd-binary", "publish-server", "publish-zone",
+	"srv-domain", "srv-name", "tsig-key-file", "dns-ttl", "dns-check",
+	"log-level",
 }
 
 // envName is the variable the agent reads a flag from.

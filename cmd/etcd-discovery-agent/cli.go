@@ -27,6 +27,7 @@ const (
 	exitTimeout      = 4 // --timeout passed while waiting
 	exitConflict     = 5 // name or member ID held by another host
 	exitRegistryData = 6 // token missing, bad size, or an invalid registration
+	exitDNS          = 7 // DNS update refused, or published records do not check out
 )
 
 // envPrefix prefixes the environment variable that can set each flag.
@@ -41,6 +42,7 @@ Usage:
   etcd-discovery-agent bootstrap [flags]     register this host and write etcd's env file
   etcd-discovery-agent token new [flags]     create a discovery token, print its URL
   etcd-discovery-agent token show URL        show a token's size and registrations
+  etcd-discovery-agent withdraw [flags]      delete this host's DNS records
   etcd-discovery-agent address [flags]       print the address a template selects
   etcd-discovery-agent lookup [flags]        print the cluster DNS SRV records describe
   etcd-discovery-agent version               print the version
@@ -56,6 +58,7 @@ Exit codes:
   4  timed out (--timeout) waiting for the registry or the token to fill
   5  conflict: the name or member ID is held by another host
   6  the token is missing or holds invalid data (bad size, malformed entry)
+  7  DNS: the update was refused, or the published records would mislead etcd
 
 Run 'etcd-discovery-agent COMMAND --help' for a command's flags.
 `
@@ -81,6 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env looku
 		return exitUsage
 	case "address":
 		return runAddress(args[1:], stdout, stderr, env)
+	case "withdraw":
+		return runWithdraw(ctx, args[1:], stdout, stderr, env)
 	case "lookup":
 		return runLookup(ctx, args[1:], stdout, stderr, env)
 	case "version", "--version":
@@ -191,6 +196,8 @@ func runBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	fs.StringVar(&onFull, "on-full", "exit", "when the token is full without this host: exit, or proxy (an etcd v2 proxy; etcd 3.4/3.5 only)")
 	fs.DurationVar(&cfg.PeerWait, "peer-wait", 5*time.Second, "at most this long, wait until the member with the lowest peer URL serves before returning (0 disables)")
 	fs.StringVar(&etcdBinary, "etcd-binary", "/usr/bin/etcd", "local etcd binary, asked for its version to check --on-full=proxy")
+	addDNSFlags(fs, &cfg.DNS)
+	fs.StringVar(&cfg.DNS.Check, "dns-check", "error", "after publishing, check the records as etcd's SRV discovery will: error, warn or off")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if code := parseFlags(fs, args, stdout, stderr, env); code >= 0 {
 		return code
@@ -214,6 +221,16 @@ func runBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	}
 	log.Info("done", "role", res.Role, "state", res.State, "source", res.Source, "env_file", res.EnvFile)
 	return exitOK
+}
+
+// addDNSFlags adds the flags that say where this host's DNS records go.
+func addDNSFlags(fs *pflag.FlagSet, d *agent.DNSConfig) {
+	fs.StringVar(&d.Server, "publish-server", "", "publish this host's SRV and A/AAAA records with RFC 2136 updates to this DNS server, HOST:PORT")
+	fs.StringVar(&d.Zone, "publish-zone", "", "DNS zone the records go into (required with --publish-server)")
+	fs.StringVar(&d.Domain, "srv-domain", "", "SRV domain, as etcd's --discovery-srv (default: the zone)")
+	fs.StringVar(&d.SRVName, "srv-name", "", "SRV service suffix, as etcd's --discovery-srv-name")
+	fs.StringVar(&d.KeyFile, "tsig-key-file", "", "TSIG key file as tsig-keygen writes it (required with --publish-server)")
+	fs.DurationVar(&d.TTL, "dns-ttl", time.Minute, "TTL of the published records")
 }
 
 var etcdVersionRE = regexp.MustCompile(`etcd Version: (\d+\.\d+\.\d+)`)
@@ -246,6 +263,8 @@ func fail(stderr io.Writer, log *slog.Logger, cmd string, err error) int {
 		code = exitConflict
 	case errors.Is(err, agent.ErrRegistryData):
 		code = exitRegistryData
+	case errors.Is(err, agent.ErrDNS):
+		code = exitDNS
 	case errors.Is(err, context.Canceled):
 		err = fmt.Errorf("interrupted: %w", err)
 	}
@@ -255,6 +274,28 @@ func fail(stderr io.Writer, log *slog.Logger, cmd string, err error) int {
 		fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
 	}
 	return code
+}
+
+func runWithdraw(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
+	cfg := agent.Config{}
+	fs := newFlagSet("withdraw", "withdraw --publish-server HOST:PORT --publish-zone ZONE --tsig-key-file FILE [flags]")
+	fs.StringVar(&cfg.Name, "name", shortHostname(), "member name, the first label of the SRV target (default: the short host name)")
+	fs.StringVar(&cfg.AdvertiseAddress, "advertise-address", agent.DefaultAddressTemplate, "the address that was published: an IP literal or a go-sockaddr template")
+	fs.IntVar(&cfg.PeerPort, "peer-port", 2380, "etcd peer port that was published")
+	fs.IntVar(&cfg.ClientPort, "client-port", 2379, "etcd client port that was published")
+	fs.StringVar(&cfg.Scheme, "scheme", "http", "http or https (https means the -ssl services)")
+	addDNSFlags(fs, &cfg.DNS)
+	cfg.DNS.Check = "off"
+	if code := parseFlags(fs, args, stdout, stderr, env); code >= 0 {
+		return code
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := agent.Withdraw(ctx, cfg, log); err != nil {
+		return fail(stderr, log, "withdraw", err)
+	}
+	return exitOK
 }
 
 func runTokenNew(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {

@@ -9,12 +9,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
@@ -553,5 +556,98 @@ func TestTokenWithoutAValidSize(t *testing.T) {
 				t.Errorf("exit %d, want %d naming _config/size:\n%s", code, exitRegistryData, out)
 			}
 		})
+	}
+}
+
+// dnsFlags are the bootstrap flags that publish into named's zone.
+func dnsFlags(n *testenv.NamedServer, keyFile string) []string {
+	return []string{"--publish-server", n.Addr, "--publish-zone", "example.test", "--tsig-key-file", keyFile}
+}
+
+func TestHostsPublishTheirSRVRecords(t *testing.T) {
+	named := testenv.Named(t, "example.test.")
+	registry, _ := testenv.Registry(t)
+	discovery := newToken(t, registry, 3)
+	hosts := testenv.Hosts(t, "infra", 3)
+	procs := make([]*testenv.Process, len(hosts))
+	for i, h := range hosts {
+		procs[i] = testenv.StartHost(t, agentBin, h, discovery, dnsFlags(named, named.KeyFile)...)
+	}
+	for i, h := range hosts {
+		testenv.WaitHealthy(t, procs[i], 60*time.Second, h.ClientURL())
+		if !strings.Contains(procs[i].Output(), "published DNS records resolve as etcd will read them") {
+			t.Errorf("%s did not check its records:\n%s", h.Name, procs[i].Output())
+		}
+	}
+	checkCluster(t, discovery, hosts)
+
+	counts := func() string {
+		return fmt.Sprint(len(named.Records(t, "_etcd-server._tcp.example.test.", dns.TypeSRV)),
+			len(named.Records(t, "_etcd-client._tcp.example.test.", dns.TypeSRV)),
+			len(named.Records(t, hosts[0].Name+".example.test.", dns.TypeA))+
+				len(named.Records(t, hosts[1].Name+".example.test.", dns.TypeA))+
+				len(named.Records(t, hosts[2].Name+".example.test.", dns.TypeA)))
+	}
+	if got := counts(); got != "3 3 3" {
+		t.Fatalf("peer SRV, client SRV, A records: %s; want 3 3 3", got)
+	}
+
+	// lookup prints the cluster the records describe, as etcd derives it.
+	code, out := runAgent(t, "lookup", "--srv-domain", "example.test", "--dns-resolver", named.Addr)
+	if code != 0 || strings.Count(out, "=http://") != 3 || !strings.Contains(out, hosts[0].Name+"=http://"+hosts[0].Name+".example.test:2380") {
+		t.Errorf("lookup: exit %d:\n%s", code, out)
+	}
+
+	// withdraw removes one host's records and leaves the others.
+	code, out = runAgent(t, append([]string{"withdraw", "--name", hosts[1].Name, "--advertise-address", hosts[1].Addr.String()}, dnsFlags(named, named.KeyFile)...)...)
+	if code != 0 {
+		t.Fatalf("withdraw: exit %d:\n%s", code, out)
+	}
+	if got := counts(); got != "2 2 2" {
+		t.Errorf("after withdraw: %s; want 2 2 2", got)
+	}
+	if len(named.Records(t, hosts[1].Name+".example.test.", dns.TypeA)) != 0 {
+		t.Error("withdraw left the host's A record")
+	}
+
+	// A wrong key is refused, clearly; nothing changes and no env file is written.
+	late := testenv.Hosts(t, "late", 1)[0]
+	one := newToken(t, registry, 1)
+	code, out = runAgent(t, testenv.AgentArgs(late, one, dnsFlags(named, named.WrongKeyFile)...)...)
+	if code != exitDNS || !strings.Contains(out, "BADSIG") || !strings.Contains(out, "secret") {
+		t.Errorf("wrong key: exit %d, want %d naming BADSIG:\n%s", code, exitDNS, out)
+	}
+	key, _ := os.ReadFile(named.WrongKeyFile)
+	if secret := regexp.MustCompile(`secret "([^"]+)"`).FindSubmatch(key); secret == nil || strings.Contains(out, string(secret[1])) {
+		t.Errorf("the output shows the TSIG secret (or the key file has none):\n%s", out)
+	}
+	if got := counts(); got != "2 2 2" {
+		t.Errorf("after a refused update: %s; want 2 2 2", got)
+	}
+	if _, err := os.Stat(late.EnvFile()); !os.IsNotExist(err) {
+		t.Errorf("env file written although the DNS update was refused")
+	}
+}
+
+// A record that points another target at this host's address would make
+// etcd's SRV discovery take the wrong member for itself: the check says so
+// before etcd starts.
+func TestDNSCheckCatchesAStaleRecord(t *testing.T) {
+	named := testenv.Named(t, "example.test.")
+	registry, _ := testenv.Registry(t)
+	h := testenv.Hosts(t, "fresh", 1)[0]
+	named.MustUpdate(t,
+		"update add old.example.test. 60 A "+h.Addr.String(),
+		"update add _etcd-server._tcp.example.test. 60 SRV 0 0 2380 old.example.test.",
+	)
+	code, out := runAgent(t, testenv.AgentArgs(h, newToken(t, registry, 1), dnsFlags(named, named.KeyFile)...)...)
+	if code != exitDNS || !strings.Contains(out, "old.example.test.") {
+		t.Fatalf("exit %d, want %d naming the stale target:\n%s", code, exitDNS, out)
+	}
+	h2 := testenv.Hosts(t, "warned", 1)[0]
+	named.MustUpdate(t, "update add old2.example.test. 60 A "+h2.Addr.String(), "update add _etcd-server._tcp.example.test. 60 SRV 0 0 2380 old2.example.test.")
+	code, out = runAgent(t, testenv.AgentArgs(h2, newToken(t, registry, 1), append(dnsFlags(named, named.KeyFile), "--dns-check", "warn")...)...)
+	if code != 0 || !strings.Contains(out, "do not check out") {
+		t.Errorf("--dns-check=warn: exit %d, want 0 with a warning:\n%s", code, out)
 	}
 }
