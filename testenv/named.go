@@ -44,14 +44,7 @@ type NamedServer struct {
 // /usr/sbin/named from Debian's bind9. It skips the test when there is none.
 func NamedBinary(t testing.TB) string {
 	t.Helper()
-	bin := os.Getenv("NAMED_BIN")
-	if bin == "" {
-		bin = "/usr/sbin/named"
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("no named at %s (set NAMED_BIN, or apt-get install bind9): %v", bin, err)
-	}
-	return bin
+	return binary(t, "NAMED_BIN", "/usr/sbin/named", "bind9")
 }
 
 // bindTool finds a BIND utility (tsig-keygen, nsupdate) in $PATH or in the

@@ -30,12 +30,19 @@ import (
 // none.
 func EtcdBinary(t testing.TB) string {
 	t.Helper()
-	bin := os.Getenv("ETCD_BIN")
+	return binary(t, "ETCD_BIN", "/usr/bin/etcd", "etcd-server")
+}
+
+// binary returns $envVar or def, skipping the test with an install hint
+// when that file does not exist.
+func binary(t testing.TB, envVar, def, pkg string) string {
+	t.Helper()
+	bin := os.Getenv(envVar)
 	if bin == "" {
-		bin = "/usr/bin/etcd"
+		bin = def
 	}
 	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("no etcd binary at %s (set ETCD_BIN, or apt-get install etcd-server): %v", bin, err)
+		t.Skipf("no %s (set %s, or apt-get install %s): %v", bin, envVar, pkg, err)
 	}
 	return bin
 }
