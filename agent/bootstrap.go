@@ -53,6 +53,12 @@ func Bootstrap(ctx context.Context, cfg Config, version string, log *slog.Logger
 	}
 
 	w := envWriter{cfg: cfg, self: self, adv: adv, listen: listen, version: version}
+	publishDNS := func() error {
+		if !cfg.DNS.Enabled() {
+			return nil
+		}
+		return publish(ctx, cfg.DNS, dnsHost(cfg.DNS, self.Name, cfg.Scheme, adv, cfg.PeerPort, cfg.ClientPort), log)
+	}
 
 	initialized, err := memberInitialized(cfg.DataDir)
 	if err != nil {
@@ -70,13 +76,10 @@ func Bootstrap(ctx context.Context, cfg Config, version string, log *slog.Logger
 			log.Warn("data dir holds a member but no cached member list matches; writing the env file without ETCD_INITIAL_CLUSTER")
 		}
 		log.Info("data dir already holds an initialised member; not contacting the registry", "data_dir", cfg.DataDir)
-		if cfg.DNS.Enabled() {
-			// Keep DNS in line with this host (its address may have changed),
-			// but never let a DNS outage keep a member from restarting.
-			h := dnsHost(cfg.DNS, self.Name, cfg.Scheme, adv, cfg.PeerPort, cfg.ClientPort)
-			if err := publish(ctx, cfg.DNS, h, log); err != nil {
-				log.Warn("could not refresh this member's DNS records; restarting anyway", "err", err)
-			}
+		// Keep DNS in line with this host (its address may have changed),
+		// but never let a DNS outage keep a member from restarting.
+		if err := publishDNS(); err != nil {
+			log.Warn("could not refresh this member's DNS records; restarting anyway", "err", err)
 		}
 		return res, w.member(cluster, "existing", "restart of an initialised member")
 	}
@@ -99,6 +102,12 @@ func Bootstrap(ctx context.Context, cfg Config, version string, log *slog.Logger
 		}
 	}
 	cluster := InitialCluster(out.members)
+	saveResult := func(role Role) error {
+		if source != "registry" {
+			return nil
+		}
+		return saveState(cfg.StateDir, state{Discovery: cfg.Discovery, Name: self.Name, PeerURLs: self.PeerURLs, Role: role, InitialCluster: cluster, Written: time.Now().UTC()})
+	}
 
 	if out.full {
 		names := make([]string, len(out.members))
@@ -110,24 +119,17 @@ func Bootstrap(ctx context.Context, cfg Config, version string, log *slog.Logger
 				ErrTokenFull, cfg.Discovery, out.size, strings.Join(names, ", "))
 		}
 		log.Info("token is full; this host becomes a v2 proxy", "members", strings.Join(names, ","))
-		if source == "registry" {
-			if err := saveState(cfg.StateDir, state{Discovery: cfg.Discovery, Name: self.Name, PeerURLs: self.PeerURLs, Role: RoleProxy, InitialCluster: cluster, Written: time.Now().UTC()}); err != nil {
-				return nil, err
-			}
+		if err := saveResult(RoleProxy); err != nil {
+			return nil, err
 		}
 		return &Result{Role: RoleProxy, Source: source, Members: out.members, EnvFile: cfg.EnvFile}, w.proxy(cluster)
 	}
 
-	if cfg.DNS.Enabled() {
-		h := dnsHost(cfg.DNS, self.Name, cfg.Scheme, adv, cfg.PeerPort, cfg.ClientPort)
-		if err := publish(ctx, cfg.DNS, h, log); err != nil {
-			return nil, err
-		}
+	if err := publishDNS(); err != nil {
+		return nil, err
 	}
-	if source == "registry" {
-		if err := saveState(cfg.StateDir, state{Discovery: cfg.Discovery, Name: self.Name, PeerURLs: self.PeerURLs, Role: RoleMember, InitialCluster: cluster, Written: time.Now().UTC()}); err != nil {
-			return nil, err
-		}
+	if err := saveResult(RoleMember); err != nil {
+		return nil, err
 	}
 	if err := w.member(cluster, "new", fmt.Sprintf("member %d of a new %d-member cluster", position(out.members, self)+1, len(out.members))); err != nil {
 		return nil, err
