@@ -7,30 +7,33 @@ import (
 	"log/slog"
 	"net/netip"
 
-	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/rfc2136"
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/dnsupdate"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/resolver"
 )
 
 // dnsHost is this host's records as the DNS settings describe them.
-func dnsHost(d DNSConfig, name, scheme string, adv netip.Addr, peerPort, clientPort int) rfc2136.Host {
-	return rfc2136.Host{
+func dnsHost(d DNSConfig, name, scheme string, adv netip.Addr, peerPort, clientPort int) dnsupdate.Host {
+	return dnsupdate.Host{
 		Domain: d.Domain, Name: name, Addr: adv, PeerPort: peerPort, ClientPort: clientPort,
 		Scheme: scheme, SRVName: d.SRVName, TTL: uint32(d.TTL.Seconds()),
 	}
 }
 
-func updater(d DNSConfig) (*rfc2136.Updater, error) {
-	key, err := rfc2136.ReadKeyFile(d.KeyFile)
+func updater(d DNSConfig, log *slog.Logger) (*dnsupdate.Updater, error) {
+	key, err := dnsupdate.ReadKeyFile(d.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("%w: --tsig-key-file: %w", ErrConfig, err)
 	}
-	return &rfc2136.Updater{Server: d.Server, Zone: d.Zone, Key: key}, nil
+	if exposed, err := dnsupdate.KeyFileExposed(d.KeyFile); err == nil && exposed {
+		log.Warn("the TSIG key file can be read by other users; chmod 600 it", "path", d.KeyFile)
+	}
+	return &dnsupdate.Updater{Server: d.Server, Zone: d.Zone, Key: key}, nil
 }
 
 // publish sends this host's records in one update and checks them the way
 // etcd's SRV discovery will read them.
-func publish(ctx context.Context, d DNSConfig, h rfc2136.Host, log *slog.Logger) error {
-	u, err := updater(d)
+func publish(ctx context.Context, d DNSConfig, h dnsupdate.Host, log *slog.Logger) error {
+	u, err := updater(d, log)
 	if err != nil {
 		return err
 	}
@@ -76,7 +79,7 @@ func Withdraw(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	u, err := updater(cfg.DNS)
+	u, err := updater(cfg.DNS, log)
 	if err != nil {
 		return err
 	}

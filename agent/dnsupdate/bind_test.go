@@ -1,0 +1,439 @@
+package dnsupdate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
+)
+
+// bindUpdater reads keyFile and returns an Updater for s's zone.
+func bindUpdater(t *testing.T, s *testenv.NamedServer, keyFile string) *Updater {
+	t.Helper()
+	k, err := ReadKeyFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Updater{Server: s.Addr, Zone: s.Zone, Key: k, Timeout: 10 * time.Second}
+}
+
+// lookup asks addr for name/qtype over TCP, without recursion, with dig
+// (bind9-dnsutils) so that the check does not share code with the
+// updater; without dig it uses miekg/dns. It returns the answer records in
+// presentation format, single-spaced and sorted.
+func lookup(t *testing.T, addr, name string, qtype uint16) []string {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var rrs []string
+	if dig, err := exec.LookPath("dig"); err == nil {
+		out, err := exec.CommandContext(ctx, dig, "@"+host, "-p", port, "+tcp", "+norecurse", "+noall", "+answer",
+			"+tries=1", "+time=5", name, dns.TypeToString[qtype]).CombinedOutput()
+		if err != nil {
+			t.Fatalf("dig %s %s: %v: %s", name, dns.TypeToString[qtype], err, out)
+		}
+		for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+			if line == "" || strings.HasPrefix(line, ";") {
+				continue
+			}
+			rr, err := dns.NewRR(line)
+			if err != nil {
+				t.Fatalf("dig printed %q: %v", line, err)
+			}
+			rrs = append(rrs, strings.Join(strings.Fields(rr.String()), " "))
+		}
+	} else {
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(name), qtype)
+		m.RecursionDesired = false
+		r, _, err := (&dns.Client{Net: "tcp"}).ExchangeContext(ctx, m, addr)
+		if err != nil {
+			t.Fatalf("query %s %s: %v", name, dns.TypeToString[qtype], err)
+		}
+		rrs = rrStrings(r.Answer)
+	}
+	slices.Sort(rrs)
+	return rrs
+}
+
+// zoneView is what a test can see of the names that hosts publish under:
+// the SRV records, each target's address records, and the SOA serial.
+type zoneView struct {
+	records []string
+	serial  uint32
+}
+
+func view(t *testing.T, addr, zone string, hosts ...Host) zoneView {
+	t.Helper()
+	var v zoneView
+	seen := map[string]bool{}
+	add := func(name string, qtype uint16) {
+		key := name + "/" + dns.TypeToString[qtype]
+		if seen[key] {
+			return
+		}
+		seen[key] = true
+		v.records = append(v.records, lookup(t, addr, name, qtype)...)
+	}
+	for _, h := range hosts {
+		add(h.PeerService(), dns.TypeSRV)
+		add(h.ClientService(), dns.TypeSRV)
+		add(h.Target(), dns.TypeA)
+		add(h.Target(), dns.TypeAAAA)
+	}
+	slices.Sort(v.records)
+	soa := lookup(t, addr, zone, dns.TypeSOA)
+	if len(soa) != 1 {
+		t.Fatalf("SOA of %s: %q", zone, soa)
+	}
+	rr, err := dns.NewRR(soa[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.serial = rr.(*dns.SOA).Serial
+	return v
+}
+
+// expect is the sorted presentation form of hosts' records.
+func expect(hosts ...Host) []string {
+	var want []string
+	for _, h := range hosts {
+		want = append(want, rrStrings(h.RRs())...)
+	}
+	slices.Sort(want)
+	return want
+}
+
+func bindHosts() []Host {
+	hosts := make([]Host, 3)
+	for i := range hosts {
+		hosts[i] = testHost(fmt.Sprintf("infra%d", i+1), fmt.Sprintf("127.0.0.%d", 21+i))
+	}
+	return hosts
+}
+
+// Three hosts publish at once into one zone of a real BIND; re-publishing
+// changes nothing; withdrawing one leaves exactly the others.
+func TestBINDPublishWithdraw(t *testing.T) {
+	s := testenv.Named(t, "example.test")
+	u := bindUpdater(t, s, s.KeyFile)
+	hosts := bindHosts()
+	ctx := context.Background()
+
+	before := view(t, s.Addr, s.Zone, hosts...)
+	if len(before.records) != 0 {
+		t.Fatalf("zone not empty before publishing: %q", before.records)
+	}
+
+	var wg sync.WaitGroup
+	errs := make([]error, len(hosts))
+	for i, h := range hosts {
+		wg.Go(func() { errs[i] = u.Publish(ctx, h) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	published := view(t, s.Addr, s.Zone, hosts...)
+	want := expect(hosts...)
+	if !slices.Equal(published.records, want) {
+		t.Fatalf("after three concurrent publishes:\n got %q\nwant %q", published.records, want)
+	}
+	srv := lookup(t, s.Addr, "_etcd-server._tcp.example.test", dns.TypeSRV)
+	cli := lookup(t, s.Addr, "_etcd-client._tcp.example.test", dns.TypeSRV)
+	if len(srv) != 3 || len(cli) != 3 {
+		t.Fatalf("peer SRV %q, client SRV %q; want three each", srv, cli)
+	}
+	t.Logf("published (serial %d -> %d):\n%s", before.serial, published.serial, strings.Join(published.records, "\n"))
+
+	// Publishing again, one at a time and all at once, is a no-op: the
+	// same records and the same serial.
+	for _, h := range hosts {
+		if err := u.Publish(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	again := view(t, s.Addr, s.Zone, hosts...)
+	if !slices.Equal(again.records, want) || again.serial != published.serial {
+		t.Fatalf("re-publishing changed the zone: serial %d -> %d\n got %q\nwant %q", published.serial, again.serial, again.records, want)
+	}
+
+	// Withdraw infra2: exactly its three records go.
+	if err := u.Withdraw(ctx, hosts[1]); err != nil {
+		t.Fatal(err)
+	}
+	after := view(t, s.Addr, s.Zone, hosts...)
+	want = expect(hosts[0], hosts[2])
+	if !slices.Equal(after.records, want) {
+		t.Fatalf("after withdrawing infra2:\n got %q\nwant %q", after.records, want)
+	}
+	// Withdrawing again is a no-op.
+	if err := u.Withdraw(ctx, hosts[1]); err != nil {
+		t.Fatal(err)
+	}
+	if again := view(t, s.Addr, s.Zone, hosts...); !slices.Equal(again.records, want) || again.serial != after.serial {
+		t.Fatalf("withdrawing twice changed the zone: serial %d -> %d, %q", after.serial, again.serial, again.records)
+	}
+
+	// https, a service suffix, IPv6, a subdomain of the zone and another
+	// TTL use their own names and leave the others alone.
+	h6 := Host{
+		Domain: "etcd.example.test.", Name: "infra4", Addr: netip.MustParseAddr("fd00::4"),
+		PeerPort: 12380, ClientPort: 12379, Scheme: "https", SRVName: "prod", TTL: 300,
+	}
+	if err := u.Publish(ctx, h6); err != nil {
+		t.Fatal(err)
+	}
+	got := lookup(t, s.Addr, "_etcd-server-ssl-prod._tcp.etcd.example.test", dns.TypeSRV)
+	got = append(got, lookup(t, s.Addr, "_etcd-client-ssl-prod._tcp.etcd.example.test", dns.TypeSRV)...)
+	got = append(got, lookup(t, s.Addr, "infra4.etcd.example.test", dns.TypeAAAA)...)
+	wantH6 := []string{
+		"_etcd-server-ssl-prod._tcp.etcd.example.test. 300 IN SRV 0 0 12380 infra4.etcd.example.test.",
+		"_etcd-client-ssl-prod._tcp.etcd.example.test. 300 IN SRV 0 0 12379 infra4.etcd.example.test.",
+		"infra4.etcd.example.test. 300 IN AAAA fd00::4",
+	}
+	if !slices.Equal(got, wantH6) {
+		t.Fatalf("https/SRV name/IPv6 host:\n got %q\nwant %q", got, wantH6)
+	}
+	if now := view(t, s.Addr, s.Zone, hosts...); !slices.Equal(now.records, want) {
+		t.Fatalf("publishing infra4 changed the others: %q", now.records)
+	}
+	if err := u.Withdraw(ctx, h6); err != nil {
+		t.Fatal(err)
+	}
+	if now := view(t, s.Addr, s.Zone, h6); len(now.records) != 0 {
+		t.Fatalf("infra4 left behind %q", now.records)
+	}
+}
+
+// checkRejected asserts err is an *UpdateError with code, whose message
+// contains every string of want and no secret, and that the zone still
+// holds nothing for h.
+func checkRejected(t *testing.T, s *testenv.NamedServer, err error, code string, h Host, want ...string) *UpdateError {
+	t.Helper()
+	var ue *UpdateError
+	if !errors.As(err, &ue) {
+		t.Fatalf("got %v, want *UpdateError %s", err, code)
+	}
+	t.Logf("BIND answered %s (rcode %d, TSIG error %d):\n  %v", ue.Code(), ue.Rcode, ue.TSIGError, err)
+	if ue.Code() != code {
+		t.Errorf("code %q, want %q", ue.Code(), code)
+	}
+	if ue.Retryable() {
+		t.Errorf("%s is marked retryable", code)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q", w)
+		}
+	}
+	wrong, rerr := os.ReadFile(s.WrongKeyFile)
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	assertNoSecret(t, err.Error(), s.Secret, regexp.MustCompile(`secret "([^"]+)"`).FindStringSubmatch(string(wrong))[1])
+	if v := view(t, s.Addr, s.Zone, h); len(v.records) != 0 {
+		t.Errorf("the rejected update changed the zone: %q", v.records)
+	}
+	return ue
+}
+
+// Updates BIND must reject, and what it answers.
+func TestBINDRejects(t *testing.T) {
+	s := testenv.Named(t, "example.test")
+	h := testHost("infra9", "127.0.0.29")
+	ctx := context.Background()
+
+	t.Run("wrong secret", func(t *testing.T) {
+		// testenv's WrongKeyFile: the right name and algorithm, another
+		// secret.
+		u := bindUpdater(t, s, s.WrongKeyFile)
+		checkRejected(t, s, u.Publish(ctx, h), "NOTAUTH/BADSIG", h,
+			`the server knows key "eda-test-key" but our signature did not verify`, "secret in the key file differs")
+	})
+	t.Run("unknown key name", func(t *testing.T) {
+		u := bindUpdater(t, s, s.KeyFile)
+		u.Key.Name = "no-such-key"
+		checkRejected(t, s, u.Publish(ctx, h), "NOTAUTH/BADKEY", h,
+			`the server does not know key "no-such-key" with algorithm hmac-sha256`)
+	})
+	t.Run("wrong algorithm", func(t *testing.T) {
+		u := bindUpdater(t, s, s.KeyFile)
+		u.Key.Algorithm = "hmac-sha512"
+		checkRejected(t, s, u.Publish(ctx, h), "NOTAUTH/BADKEY", h, "with algorithm hmac-sha512")
+	})
+	t.Run("clock off by two hours", func(t *testing.T) {
+		u := bindUpdater(t, s, s.KeyFile)
+		u.now = func() time.Time { return time.Now().Add(-2 * time.Hour) }
+		checkRejected(t, s, u.Publish(ctx, h), "NOTAUTH/BADTIME", h,
+			"differ by more than the 300 s TSIG fudge", "the server's clock is 2h0m", "ahead", "NTP")
+	})
+	t.Run("zone the server does not serve", func(t *testing.T) {
+		u := bindUpdater(t, s, s.KeyFile)
+		u.Zone = "other.test"
+		other := h
+		other.Domain = "other.test"
+		checkRejected(t, s, u.Publish(ctx, other), "NOTAUTH", h,
+			"not authoritative for zone other.test.")
+	})
+	t.Run("name outside the zone", func(t *testing.T) {
+		u := bindUpdater(t, s, s.KeyFile)
+		outside := h
+		outside.Domain = "example.org"
+		// Publish refuses before sending ...
+		err := u.Publish(ctx, outside)
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "would answer NOTZONE") {
+			t.Fatalf("Publish outside the zone = %v", err)
+		}
+		// ... what BIND would answer: an update for example.test. with
+		// names in example.org.
+		m := publishMsg(u.Zone, outside.RRs())
+		u.sign(m)
+		r, xerr := u.exchange(ctx, m)
+		checkRejected(t, s, u.answerError("publish", outside, m, r, xerr), "NOTZONE", h,
+			"outside zone example.test.", "SRV domain example.org. must be in the zone")
+	})
+}
+
+// A key the server knows but whose update-policy does not grant the names:
+// REFUSED, and the update-policy line the message suggests makes it work.
+func TestBINDRefused(t *testing.T) {
+	s := testenv.Named(t, "example.test") // for its key file
+	h := testHost("infra1", "127.0.0.21")
+	h.Domain = "etcd.example.test"
+	ctx := context.Background()
+
+	narrow := namedWithPolicy(t, s, fmt.Sprintf(`update-policy { grant %q name only-this.example.test. TXT; };`, s.KeyName))
+	u := bindUpdater(t, s, s.KeyFile)
+	u.Server = narrow.Addr
+	err := u.Publish(ctx, h)
+	var ue *UpdateError
+	if !errors.As(err, &ue) || ue.Code() != "REFUSED" {
+		t.Fatalf("got %v, want REFUSED", err)
+	}
+	t.Logf("BIND answered %s (rcode %d, TSIG error %d):\n  %v", ue.Code(), ue.Rcode, ue.TSIGError, err)
+	assertNoSecret(t, err.Error(), s.Secret)
+	if v := view(t, narrow.Addr, s.Zone, h); len(v.records) != 0 {
+		t.Fatalf("refused update changed the zone: %q", v.records)
+	}
+	policy := regexp.MustCompile(`update-policy \{ .* \};`).FindString(err.Error())
+	if policy == "" {
+		t.Fatalf("no update-policy line in %v", err)
+	}
+
+	granted := namedWithPolicy(t, s, policy)
+	u.Server = granted.Addr
+	if err := u.Publish(ctx, h); err != nil {
+		t.Fatalf("with the suggested %s: %v", policy, err)
+	}
+	if v := view(t, granted.Addr, s.Zone, h); !slices.Equal(v.records, expect(h)) {
+		t.Fatalf("with the suggested policy: %q", v.records)
+	}
+	if err := u.Withdraw(ctx, h); err != nil {
+		t.Fatalf("withdraw with the suggested %s: %v", policy, err)
+	}
+}
+
+// namedWithPolicy starts another named for s's zone, with s's key file and
+// the given update-policy (or allow-update) statement. testenv.Named grants
+// its key the whole zone, so REFUSED needs this helper; it follows
+// testenv's configuration, stops named by PID through testenv.Start, and
+// waits (bounded) until the zone answers over TCP.
+func namedWithPolicy(t *testing.T, s *testenv.NamedServer, policy string) *testenv.NamedServer {
+	t.Helper()
+	bin := testenv.NamedBinary(t)
+	dir := t.TempDir()
+	zone := strings.TrimSuffix(s.Zone, ".")
+	zoneFile := filepath.Join(dir, "zone.db")
+	zoneText := fmt.Sprintf("$TTL 60\n@ IN SOA ns1.%[1]s hostmaster.%[1]s 1 3600 600 86400 5\n@ IN NS ns1.%[1]s\nns1.%[1]s IN A 127.0.0.1\n", s.Zone)
+	if err := os.WriteFile(zoneFile, []byte(zoneText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 1; attempt <= 3; attempt++ {
+		port := testenv.FreeUDPTCPPort(t, "127.0.0.1")
+		conf := filepath.Join(dir, "named.conf")
+		text := fmt.Sprintf(`include %[1]q;
+options {
+	directory %[2]q;
+	pid-file %[3]q;
+	lock-file %[4]q;
+	session-keyfile %[5]q;
+	managed-keys-directory %[2]q;
+	listen-on port %[6]d { 127.0.0.1; };
+	listen-on-v6 { none; };
+	recursion no;
+	dnssec-validation no;
+	notify no;
+};
+controls { };
+zone %[7]q {
+	type primary;
+	file %[8]q;
+	%[9]s
+};
+`, s.KeyFile, dir, filepath.Join(dir, "named.pid"), filepath.Join(dir, "named.lock"),
+			filepath.Join(dir, "session.key"), port, zone, zoneFile, policy)
+		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p := testenv.Start(t, "named-policy-"+strconv.Itoa(attempt), bin, []string{"-g", "-n", "1", "-c", conf}, nil)
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if err := waitZone(addr, s.Zone, p.Done()); err == nil {
+			return &testenv.NamedServer{Addr: addr, Zone: s.Zone, KeyFile: s.KeyFile, KeyName: s.KeyName,
+				Algorithm: s.Algorithm, Secret: s.Secret, Dir: dir, Proc: p}
+		} else if !strings.Contains(p.Output(), "address in use") || attempt == 3 {
+			t.Fatalf("named with %s on %s not ready: %v\n%s", policy, addr, err, p.Output())
+		}
+		p.Stop()
+	}
+	panic("unreachable")
+}
+
+// waitZone polls addr over TCP every 50 ms, for at most 20 s, until it
+// answers zone's SOA authoritatively, or exited is closed.
+func waitZone(addr, zone string, exited <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		m := new(dns.Msg)
+		m.SetQuestion(zone, dns.TypeSOA)
+		r, _, err := (&dns.Client{Net: "tcp", Timeout: time.Second}).ExchangeContext(ctx, m, addr)
+		switch {
+		case err != nil:
+			last = err
+		case r.Rcode != dns.RcodeSuccess || !r.Authoritative || len(r.Answer) != 1:
+			last = fmt.Errorf("answer %s, authoritative %v, %d records", dns.RcodeToString[r.Rcode], r.Authoritative, len(r.Answer))
+		default:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-exited:
+			return fmt.Errorf("named exited (last: %v)", last)
+		case <-tick.C:
+		}
+	}
+}
