@@ -97,11 +97,30 @@ func Named(t testing.TB, zone string) *NamedServer {
 	if wrong == s.Secret {
 		t.Fatalf("tsig-keygen made the same secret twice: %s", wrong)
 	}
-	zoneFile := filepath.Join(dir, "zone.db")
+	s.start(t, bin, fmt.Sprintf("update-policy { grant %q zonesub ANY; };", s.KeyName))
+	return s
+}
+
+// WithPolicy starts another named for s's zone that knows s's keys but
+// grants updates by policy, a whole update-policy or allow-update statement
+// (for tests of refused updates).
+func (s *NamedServer) WithPolicy(t testing.TB, policy string) *NamedServer {
+	t.Helper()
+	other := *s
+	other.Dir = t.TempDir()
+	other.start(t, NamedBinary(t), policy)
+	return &other
+}
+
+// start writes s's zone and configuration into s.Dir and runs named until
+// it answers.
+func (s *NamedServer) start(t testing.TB, bin, policy string) {
+	t.Helper()
+	zoneFile := filepath.Join(s.Dir, "zone.db")
 	zoneText := fmt.Sprintf("$TTL 60\n"+
 		"@ IN SOA ns1.%[1]s hostmaster.%[1]s 1 3600 600 86400 5\n"+
 		"@ IN NS ns1.%[1]s\n"+
-		"ns1.%[1]s IN A 127.0.0.1\n", zone)
+		"ns1.%[1]s IN A 127.0.0.1\n", s.Zone)
 	if err := os.WriteFile(zoneFile, []byte(zoneText), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -113,17 +132,17 @@ func Named(t testing.TB, zone string) *NamedServer {
 	for attempt := 1; ; attempt++ {
 		port := FreeUDPTCPPort(t, "127.0.0.1")
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		conf := filepath.Join(dir, "named.conf")
-		if err := os.WriteFile(conf, []byte(namedConf(dir, port, zone, zoneFile, s.KeyFile, s.KeyName)), 0o644); err != nil {
+		conf := filepath.Join(s.Dir, "named.conf")
+		if err := os.WriteFile(conf, []byte(namedConf(s.Dir, port, s.Zone, zoneFile, s.KeyFile, policy)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		p := Start(t, fmt.Sprintf("named-%d", attempt), bin, []string{"-g", "-n", "1", "-c", conf}, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		err := waitSOA(ctx, s.Addr, zone, p.Done())
+		err := waitSOA(ctx, s.Addr, s.Zone, p.Done())
 		cancel()
 		if err == nil {
 			s.Proc = p
-			return s
+			return
 		}
 		p.Stop()
 		if attempt < attempts && strings.Contains(p.Output(), "address in use") {
@@ -138,7 +157,7 @@ func Named(t testing.TB, zone string) *NamedServer {
 // would otherwise make every named listen on 127.0.0.1:953), notify no keeps
 // named from sending NOTIFY to the NS address, and lock-file keeps it off
 // /run/named.
-func namedConf(dir string, port int, zone, zoneFile, keyFile, keyName string) string {
+func namedConf(dir string, port int, zone, zoneFile, keyFile, policy string) string {
 	return fmt.Sprintf(`include %[4]q;
 options {
 	directory %[1]q;
@@ -156,11 +175,11 @@ controls { };
 zone %[3]q {
 	type primary;
 	file %[8]q;
-	update-policy { grant %[9]q zonesub ANY; };
+	%[9]s
 };
 `, dir, port, strings.TrimSuffix(zone, "."), keyFile,
 		filepath.Join(dir, "named.pid"), filepath.Join(dir, "named.lock"),
-		filepath.Join(dir, "session.key"), zoneFile, keyName)
+		filepath.Join(dir, "session.key"), zoneFile, policy)
 }
 
 var secretRE = regexp.MustCompile(`secret "([^"]+)"`)

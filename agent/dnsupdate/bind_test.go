@@ -8,10 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -322,7 +320,7 @@ func TestBINDRefused(t *testing.T) {
 	h.Domain = "etcd.example.test"
 	ctx := context.Background()
 
-	narrow := namedWithPolicy(t, s, fmt.Sprintf(`update-policy { grant %q name only-this.example.test. TXT; };`, s.KeyName))
+	narrow := s.WithPolicy(t, fmt.Sprintf(`update-policy { grant %q name only-this.example.test. TXT; };`, s.KeyName))
 	u := bindUpdater(t, s, s.KeyFile)
 	u.Server = narrow.Addr
 	err := u.Publish(ctx, h)
@@ -340,7 +338,7 @@ func TestBINDRefused(t *testing.T) {
 		t.Fatalf("no update-policy line in %v", err)
 	}
 
-	granted := namedWithPolicy(t, s, policy)
+	granted := s.WithPolicy(t, policy)
 	u.Server = granted.Addr
 	if err := u.Publish(ctx, h); err != nil {
 		t.Fatalf("with the suggested %s: %v", policy, err)
@@ -350,90 +348,5 @@ func TestBINDRefused(t *testing.T) {
 	}
 	if err := u.Withdraw(ctx, h); err != nil {
 		t.Fatalf("withdraw with the suggested %s: %v", policy, err)
-	}
-}
-
-// namedWithPolicy starts another named for s's zone, with s's key file and
-// the given update-policy (or allow-update) statement. testenv.Named grants
-// its key the whole zone, so REFUSED needs this helper; it follows
-// testenv's configuration, stops named by PID through testenv.Start, and
-// waits (bounded) until the zone answers over TCP.
-func namedWithPolicy(t *testing.T, s *testenv.NamedServer, policy string) *testenv.NamedServer {
-	t.Helper()
-	bin := testenv.NamedBinary(t)
-	dir := t.TempDir()
-	zone := strings.TrimSuffix(s.Zone, ".")
-	zoneFile := filepath.Join(dir, "zone.db")
-	zoneText := fmt.Sprintf("$TTL 60\n@ IN SOA ns1.%[1]s hostmaster.%[1]s 1 3600 600 86400 5\n@ IN NS ns1.%[1]s\nns1.%[1]s IN A 127.0.0.1\n", s.Zone)
-	if err := os.WriteFile(zoneFile, []byte(zoneText), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for attempt := 1; attempt <= 3; attempt++ {
-		port := testenv.FreeUDPTCPPort(t, "127.0.0.1")
-		conf := filepath.Join(dir, "named.conf")
-		text := fmt.Sprintf(`include %[1]q;
-options {
-	directory %[2]q;
-	pid-file %[3]q;
-	lock-file %[4]q;
-	session-keyfile %[5]q;
-	managed-keys-directory %[2]q;
-	listen-on port %[6]d { 127.0.0.1; };
-	listen-on-v6 { none; };
-	recursion no;
-	dnssec-validation no;
-	notify no;
-};
-controls { };
-zone %[7]q {
-	type primary;
-	file %[8]q;
-	%[9]s
-};
-`, s.KeyFile, dir, filepath.Join(dir, "named.pid"), filepath.Join(dir, "named.lock"),
-			filepath.Join(dir, "session.key"), port, zone, zoneFile, policy)
-		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		p := testenv.Start(t, "named-policy-"+strconv.Itoa(attempt), bin, []string{"-g", "-n", "1", "-c", conf}, nil)
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if err := waitZone(addr, s.Zone, p.Done()); err == nil {
-			return &testenv.NamedServer{Addr: addr, Zone: s.Zone, KeyFile: s.KeyFile, KeyName: s.KeyName,
-				Algorithm: s.Algorithm, Secret: s.Secret, Dir: dir, Proc: p}
-		} else if !strings.Contains(p.Output(), "address in use") || attempt == 3 {
-			t.Fatalf("named with %s on %s not ready: %v\n%s", policy, addr, err, p.Output())
-		}
-		p.Stop()
-	}
-	panic("unreachable")
-}
-
-// waitZone polls addr over TCP every 50 ms, for at most 20 s, until it
-// answers zone's SOA authoritatively, or exited is closed.
-func waitZone(addr, zone string, exited <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	var last error
-	for {
-		m := new(dns.Msg)
-		m.SetQuestion(zone, dns.TypeSOA)
-		r, _, err := (&dns.Client{Net: "tcp", Timeout: time.Second}).ExchangeContext(ctx, m, addr)
-		switch {
-		case err != nil:
-			last = err
-		case r.Rcode != dns.RcodeSuccess || !r.Authoritative || len(r.Answer) != 1:
-			last = fmt.Errorf("answer %s, authoritative %v, %d records", dns.RcodeToString[r.Rcode], r.Authoritative, len(r.Answer))
-		default:
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
-		case <-exited:
-			return fmt.Errorf("named exited (last: %v)", last)
-		case <-tick.C:
-		}
 	}
 }
