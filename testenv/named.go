@@ -227,32 +227,18 @@ func FreeUDPTCPPort(t testing.TB, addr string) int {
 // waitSOA polls addr every 50 ms until it answers zone's SOA authoritatively
 // over UDP and TCP, ctx ends or exited is closed.
 func waitSOA(ctx context.Context, addr, zone string, exited <-chan struct{}) error {
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	var last error
-	for {
-		last = nil
+	return poll(ctx, 50*time.Millisecond, exited, func() error {
 		for _, network := range []string{"udp", "tcp"} {
 			rrs, err := queryAuth(ctx, network, addr, zone, dns.TypeSOA)
 			if err == nil && len(rrs) == 0 {
 				err = errors.New("no SOA record")
 			}
 			if err != nil {
-				last = fmt.Errorf("%s: %w", network, err)
-				break
+				return fmt.Errorf("%s: %w", network, err)
 			}
 		}
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
-		case <-exited:
-			return ErrExited
-		case <-tick.C:
-		}
-	}
+		return nil
+	})
 }
 
 // queryAuth asks addr for name/qtype, without recursion, and returns the

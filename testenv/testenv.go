@@ -279,22 +279,31 @@ var ErrExited = errors.New("process exited")
 // ctx ends or exited is closed.
 func PollHealthy(ctx context.Context, clientURL string, exited <-chan struct{}) error {
 	c := &http.Client{Timeout: 500 * time.Millisecond}
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	var last error
-	for {
+	return poll(ctx, 20*time.Millisecond, exited, func() error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, clientURL+"/health", nil)
 		resp, err := c.Do(req)
-		if err == nil {
-			var h struct{ Health string }
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if json.Unmarshal(b, &h) == nil && h.Health == "true" {
-				return nil
-			}
-			last = fmt.Errorf("answered %d %s", resp.StatusCode, bytes.TrimSpace(b))
-		} else {
-			last = err
+		if err != nil {
+			return err
+		}
+		var h struct{ Health string }
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if json.Unmarshal(b, &h) == nil && h.Health == "true" {
+			return nil
+		}
+		return fmt.Errorf("answered %d %s", resp.StatusCode, bytes.TrimSpace(b))
+	})
+}
+
+// poll calls try every interval until it succeeds, ctx ends or exited is
+// closed; the error then carries try's last error.
+func poll(ctx context.Context, every time.Duration, exited <-chan struct{}, try func() error) error {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		last := try()
+		if last == nil {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
