@@ -4,7 +4,7 @@
 # systemd as PID 1, on an overlay of the host's root file system.
 #
 # This is the inner part of the tested recipe in
-# /work/shared/testing/systemd-sandbox.md (approach 1), with quoting added
+# shared/testing/systemd-sandbox.md (beside the repository) (approach 1), with quoting added
 # and without its /dev/console binding (stdin is never a terminal here: the
 # boot log goes to $SB/console.log until journald runs). SB is an empty
 # scratch directory; files under $SB/seed/ are copied into the overlay's
