@@ -25,8 +25,8 @@ import (
 // The sandbox tests run the shipped units under a real systemd as PID 1:
 // testdata/sandbox-init.sh boots /lib/systemd/systemd in new mount, pid,
 // uts, ipc, cgroup and net namespaces on a copy-on-write overlay of the
-// host's root (the recipe in shared/testing/systemd-sandbox.md (beside the repository),
-// approach 1). Debian's own etcd.service runs there with our drop-in, the
+// host's root (approach 1 of the recipe in the shared testing/systemd-sandbox.md,
+// beside the repository). Debian's own etcd.service runs there with our drop-in, the
 // agent unit as shipped, and a discovery registry (another etcd) as a unit
 // of its own, all on the sandbox's private loopback.
 
