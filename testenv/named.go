@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +39,9 @@ type NamedServer struct {
 
 	Dir  string   // the throw-away directory with named.conf, zone and journal
 	Proc *Process // the running named
+
+	netns  string     // namespace named runs in; "" for the test's own
+	listen netip.Addr // where it listens; 127.0.0.1 on a free port when invalid
 }
 
 // NamedBinary returns the named binary to test with: $NAMED_BIN, or
@@ -74,6 +78,18 @@ func bindTool(t testing.TB, name, pkg string) string {
 // PID when the test ends.
 func Named(t testing.TB, zone string) *NamedServer {
 	t.Helper()
+	return newNamed(t, zone, "", netip.Addr{})
+}
+
+// Named starts named in the network's router namespace, listening on
+// RouterAddr port 53: the DNS server of every host of the network.
+func (n *Network) Named(t testing.TB, zone string) *NamedServer {
+	t.Helper()
+	return newNamed(t, zone, n.Router, n.RouterAddr)
+}
+
+func newNamed(t testing.TB, zone, netns string, listen netip.Addr) *NamedServer {
+	t.Helper()
 	bin := NamedBinary(t)
 	keygen := bindTool(t, "tsig-keygen", "bind9-utils")
 	zone = dns.Fqdn(zone)
@@ -85,6 +101,8 @@ func Named(t testing.TB, zone string) *NamedServer {
 		WrongKeyFile: filepath.Join(dir, "wrong.key"),
 		KeyName:      "eda-test-key",
 		Algorithm:    "hmac-sha256",
+		netns:        netns,
+		listen:       listen,
 	}
 	var err error
 	if s.Secret, err = tsigKeygen(keygen, s.Algorithm, s.KeyName, s.KeyFile); err != nil {
@@ -130,13 +148,22 @@ func (s *NamedServer) start(t testing.TB, bin, policy string) {
 	// retried on a new port.
 	const attempts = 3
 	for attempt := 1; ; attempt++ {
-		port := FreeUDPTCPPort(t, "127.0.0.1")
-		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		listen, port := netip.MustParseAddr("127.0.0.1"), 53
+		if s.listen.IsValid() {
+			listen = s.listen
+		} else {
+			port = FreeUDPTCPPort(t, "127.0.0.1")
+		}
+		s.Addr = net.JoinHostPort(listen.String(), strconv.Itoa(port))
 		conf := filepath.Join(s.Dir, "named.conf")
-		if err := os.WriteFile(conf, []byte(namedConf(s.Dir, port, s.Zone, zoneFile, s.KeyFile, policy)), 0o644); err != nil {
+		if err := os.WriteFile(conf, []byte(namedConf(s.Dir, listen, port, s.Zone, zoneFile, s.KeyFile, policy)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		p := Start(t, fmt.Sprintf("named-%d", attempt), bin, []string{"-g", "-n", "1", "-c", conf}, nil)
+		cmd, args := bin, []string{"-g", "-n", "1", "-c", conf}
+		if s.netns != "" {
+			cmd, args = "ip", append([]string{"netns", "exec", s.netns, bin}, args...)
+		}
+		p := Start(t, fmt.Sprintf("named-%d", attempt), cmd, args, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		err := waitSOA(ctx, s.Addr, s.Zone, p.Done())
 		cancel()
@@ -157,7 +184,7 @@ func (s *NamedServer) start(t testing.TB, bin, policy string) {
 // would otherwise make every named listen on 127.0.0.1:953), notify no keeps
 // named from sending NOTIFY to the NS address, and lock-file keeps it off
 // /run/named.
-func namedConf(dir string, port int, zone, zoneFile, keyFile, policy string) string {
+func namedConf(dir string, listen netip.Addr, port int, zone, zoneFile, keyFile, policy string) string {
 	return fmt.Sprintf(`include %[4]q;
 options {
 	directory %[1]q;
@@ -165,7 +192,7 @@ options {
 	lock-file %[6]q;
 	session-keyfile %[7]q;
 	managed-keys-directory %[1]q;
-	listen-on port %[2]d { 127.0.0.1; };
+	listen-on port %[2]d { %[10]s; };
 	listen-on-v6 { none; };
 	recursion no;
 	dnssec-validation no;
@@ -179,7 +206,7 @@ zone %[3]q {
 };
 `, dir, port, strings.TrimSuffix(zone, "."), keyFile,
 		filepath.Join(dir, "named.pid"), filepath.Join(dir, "named.lock"),
-		filepath.Join(dir, "session.key"), zoneFile, policy)
+		filepath.Join(dir, "session.key"), zoneFile, policy, listen)
 }
 
 var secretRE = regexp.MustCompile(`secret "([^"]+)"`)

@@ -1,0 +1,147 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Network is a small routed network of test hosts, each in a network
+// namespace of its own, joined through a router namespace. Addresses come
+// from 198.18.0.0/15, the range RFC 2544 sets aside for network tests, and
+// exist only inside the namespaces the test creates; the test process
+// reaches them through one veth link to the router. Each host's
+// /etc/netns/NS/resolv.conf names a DNS server on the router (see
+// NamedServer in the router with Network.Named), which `ip netns exec`
+// shows processes as /etc/resolv.conf.
+type Network struct {
+	Router     string     // the router namespace
+	RouterAddr netip.Addr // on the router's loopback, reachable from every host
+	id         string
+	hosts      atomic.Int32
+}
+
+// NewNetwork creates the router namespace and the link to it, or skips the
+// test when it cannot (not root, no iproute2, no veth). Everything is
+// removed when the test ends.
+func NewNetwork(t testing.TB) *Network {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root (CI runs as root)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("network namespaces need iproute2's ip")
+	}
+	// The test process's link and route use fixed addresses, so networks of
+	// tests running in parallel processes take turns.
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "eda-test-network.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() }) // registered first, so it runs last
+	// Interface names are at most 15 bytes: "eda" + 5 hex + "-250r".
+	n := &Network{id: fmt.Sprintf("eda%05x", rand.IntN(1<<20)), RouterAddr: netip.MustParseAddr("198.18.255.1")}
+	n.Router = n.id + "-r"
+	if out, err := exec.Command("ip", "netns", "add", n.Router).CombinedOutput(); err != nil {
+		t.Skipf("cannot create a network namespace here: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", n.Router).Run() })
+	ipCmd(t, "-n", n.Router, "link", "set", "lo", "up")
+	ipCmd(t, "-n", n.Router, "addr", "add", n.RouterAddr.String()+"/32", "dev", "lo")
+	n.execIn(t, n.Router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+
+	// The test process's own link: 198.18.254.1 here, .2 on the router.
+	here, there := n.id+"-t", n.id+"-tr"
+	if out, err := exec.Command("ip", "link", "add", here, "type", "veth", "peer", "name", there, "netns", n.Router).CombinedOutput(); err != nil {
+		t.Skipf("cannot create a veth pair here: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", here).Run() })
+	ipCmd(t, "addr", "add", "198.18.254.1/30", "dev", here)
+	ipCmd(t, "link", "set", here, "up")
+	ipCmd(t, "-n", n.Router, "addr", "add", "198.18.254.2/30", "dev", there)
+	ipCmd(t, "-n", n.Router, "link", "set", there, "up")
+	ipCmd(t, "route", "add", "198.18.0.0/16", "via", "198.18.254.2", "dev", here)
+	return n
+}
+
+// AddHost makes a host in its own namespace with address 198.18.K.2 (K
+// counting hosts), a default route through the router, and a resolv.conf
+// naming the router's address.
+func (n *Network) AddHost(t testing.TB, name string) NetHost {
+	t.Helper()
+	k := n.hosts.Add(1)
+	if k > 250 {
+		t.Fatal("too many hosts in one test network")
+	}
+	ns := fmt.Sprintf("%s-h%d", n.id, k)
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", ns, err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	etc := filepath.Join("/etc/netns", ns)
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(etc) })
+	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver "+n.RouterAddr.String()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hostIf, routerIf := fmt.Sprintf("%s-%d", n.id, k), fmt.Sprintf("%s-%dr", n.id, k)
+	ipCmd(t, "-n", ns, "link", "add", hostIf, "type", "veth", "peer", "name", routerIf, "netns", n.Router)
+	ipCmd(t, "-n", ns, "link", "set", "lo", "up")
+	ipCmd(t, "-n", ns, "addr", "add", fmt.Sprintf("198.18.%d.2/24", k), "dev", hostIf)
+	ipCmd(t, "-n", ns, "link", "set", hostIf, "up")
+	ipCmd(t, "-n", n.Router, "addr", "add", fmt.Sprintf("198.18.%d.1/24", k), "dev", routerIf)
+	ipCmd(t, "-n", n.Router, "link", "set", routerIf, "up")
+	ipCmd(t, "-n", ns, "route", "add", "default", "via", fmt.Sprintf("198.18.%d.1", k))
+	dir := filepath.Join(t.TempDir(), name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return NetHost{Host: Host{Name: name, Addr: netip.AddrFrom4([4]byte{198, 18, byte(k), 2}), Dir: dir}, NS: ns}
+}
+
+// NetHost is a Host in a namespace of its own.
+type NetHost struct {
+	Host
+	NS string
+}
+
+// Start runs bin inside the host's namespace (ip netns exec, which also
+// shows it the host's resolv.conf); the PID is bin's own.
+func (h NetHost) Start(t testing.TB, name, bin string, args, env []string) *Process {
+	t.Helper()
+	return Start(t, name, "ip", append([]string{"netns", "exec", h.NS, bin}, args...), env)
+}
+
+// execIn runs a short command inside namespace ns.
+func (n *Network) execIn(t testing.TB, ns string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("in %s: %v: %v\n%s", ns, args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// ipCmd runs ip(8) with args.
+func ipCmd(t testing.TB, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %v: %v: %s", args, err, out)
+	}
+}
