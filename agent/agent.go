@@ -53,6 +53,14 @@ type Config struct {
 	Name      string // member name
 	Discovery string // discovery URL (token directory)
 
+	// SRV discovery, instead of a token: the cluster is what the SRV records
+	// of DiscoverySRV say once they show Size members.
+	DiscoverySRV string
+	Size         int
+	DNSResolvers []string // servers for SRV lookups; empty means /etc/resolv.conf
+	ClusterToken string   // ETCD_INITIAL_CLUSTER_TOKEN in SRV mode (etcd's default: etcd-cluster)
+	Output       string   // SRV mode: "static" (ETCD_INITIAL_CLUSTER) or "discovery-srv" (ETCD_DISCOVERY_SRV)
+
 	AdvertiseAddress string // literal IP or go-sockaddr template
 	ListenAddress    string // literal IP or template; empty means the advertise address
 	PeerPort         int
@@ -146,10 +154,28 @@ func (c *Config) Validate() error {
 	if err := ValidateName(c.Name); err != nil {
 		errs = append(errs, fmt.Errorf("--name: %w", err))
 	}
-	if c.Discovery == "" {
-		errs = append(errs, errors.New("--discovery: a discovery URL is required (make one with 'etcd-discovery-agent token new')"))
-	} else if _, err := registry.ParseURL(c.Discovery); err != nil {
-		errs = append(errs, fmt.Errorf("--discovery: %w", err))
+	switch {
+	case c.Discovery != "" && c.DiscoverySRV != "":
+		errs = append(errs, errors.New("--discovery and --discovery-srv: give one of them"))
+	case c.DiscoverySRV != "":
+		if c.Size < 1 {
+			errs = append(errs, fmt.Errorf("--size %d: with --discovery-srv give the number of members to wait for", c.Size))
+		}
+		if c.Output != "static" && c.Output != "discovery-srv" {
+			errs = append(errs, fmt.Errorf("--output %q: use static or discovery-srv", c.Output))
+		}
+		if c.ClusterToken == "" {
+			errs = append(errs, errors.New("--cluster-token: must not be empty"))
+		}
+		if c.DNS.Enabled() && c.DNS.Domain == "" {
+			c.DNS.Domain = c.DiscoverySRV
+		}
+	case c.Discovery == "":
+		errs = append(errs, errors.New("--discovery: a discovery URL (make one with 'etcd-discovery-agent token new') or --discovery-srv DOMAIN is required"))
+	default:
+		if _, err := registry.ParseURL(c.Discovery); err != nil {
+			errs = append(errs, fmt.Errorf("--discovery: %w", err))
+		}
 	}
 	for _, p := range []struct {
 		flag string

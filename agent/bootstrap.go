@@ -47,7 +47,7 @@ func Bootstrap(ctx context.Context, cfg Config, version string, log *slog.Logger
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if cached != nil && !cached.matches(cfg.Discovery, self) {
+	if cached != nil && !cached.matches(cfg.source(), self) {
 		log.Info("ignoring the cached result of another token or host identity", "cached_token", cached.Discovery, "cached_name", cached.Name)
 		cached = nil
 	}
@@ -91,6 +91,16 @@ func Bootstrap(ctx context.Context, cfg Config, version string, log *slog.Logger
 		out.members, _ = ParseCluster(cached.InitialCluster)
 		out.size = len(out.members)
 		out.full = cached.Role == RoleProxy
+	} else if cfg.DiscoverySRV != "" {
+		source = "dns-srv"
+		// Publish first, so that the other members see this one.
+		if err := publishDNS(); err != nil {
+			return nil, err
+		}
+		if out.members, err = srvCluster(ctx, cfg, self, log); err != nil {
+			return nil, err
+		}
+		out.size = len(out.members)
 	} else {
 		source = "registry"
 		reg, err := registry.New(cfg.Discovery, nil)
@@ -103,10 +113,10 @@ func Bootstrap(ctx context.Context, cfg Config, version string, log *slog.Logger
 	}
 	cluster := InitialCluster(out.members)
 	saveResult := func(role Role) error {
-		if source != "registry" {
+		if source == "cache" {
 			return nil
 		}
-		return saveState(cfg.StateDir, state{Discovery: cfg.Discovery, Name: self.Name, PeerURLs: self.PeerURLs, Role: role, InitialCluster: cluster, Written: time.Now().UTC()})
+		return saveState(cfg.StateDir, state{Discovery: cfg.source(), Name: self.Name, PeerURLs: self.PeerURLs, Role: role, InitialCluster: cluster, Written: time.Now().UTC()})
 	}
 
 	if out.full {
@@ -125,8 +135,10 @@ func Bootstrap(ctx context.Context, cfg Config, version string, log *slog.Logger
 		return &Result{Role: RoleProxy, Source: source, Members: out.members, EnvFile: cfg.EnvFile}, w.proxy(cluster)
 	}
 
-	if err := publishDNS(); err != nil {
-		return nil, err
+	if source != "dns-srv" {
+		if err := publishDNS(); err != nil {
+			return nil, err
+		}
 	}
 	if err := saveResult(RoleMember); err != nil {
 		return nil, err
@@ -135,7 +147,9 @@ func Bootstrap(ctx context.Context, cfg Config, version string, log *slog.Logger
 		return nil, err
 	}
 	log.Info("wrote environment file", "path", cfg.EnvFile, "initial_cluster", cluster)
-	waitForLead(ctx, out.members, self, cfg.PeerWait, log)
+	if cfg.DiscoverySRV == "" || cfg.Output == "static" {
+		waitForLead(ctx, out.members, self, cfg.PeerWait, log)
+	}
 	return &Result{Role: RoleMember, State: "new", Source: source, Members: out.members, EnvFile: cfg.EnvFile}, nil
 }
 
@@ -194,12 +208,20 @@ func (w envWriter) member(cluster, clusterState, what string) error {
 		{Name: "ETCD_ADVERTISE_CLIENT_URLS", Value: advClient},
 		{Name: "ETCD_LISTEN_CLIENT_URLS", Value: listenClient},
 	}
-	if cluster != "" {
+	switch {
+	case w.cfg.DiscoverySRV != "" && w.cfg.Output == "discovery-srv" && clusterState == "new":
+		// etcd reads the SRV records itself; the agent only waited until
+		// they were complete.
+		vars = append(vars, envfile.Var{Name: "ETCD_DISCOVERY_SRV", Value: strings.TrimSuffix(dnsName(w.cfg.DiscoverySRV), ".")})
+		if w.cfg.DNS.SRVName != "" {
+			vars = append(vars, envfile.Var{Name: "ETCD_DISCOVERY_SRV_NAME", Value: w.cfg.DNS.SRVName})
+		}
+	case cluster != "":
 		vars = append(vars, envfile.Var{Name: "ETCD_INITIAL_CLUSTER", Value: cluster})
 	}
 	vars = append(vars,
 		envfile.Var{Name: "ETCD_INITIAL_CLUSTER_STATE", Value: clusterState},
-		envfile.Var{Name: "ETCD_INITIAL_CLUSTER_TOKEN", Value: w.cfg.Discovery},
+		envfile.Var{Name: "ETCD_INITIAL_CLUSTER_TOKEN", Value: w.cfg.clusterToken()},
 	)
 	return w.write(what, vars)
 }

@@ -37,7 +37,8 @@ const (
 // a flag added to the agent fails here until agent.env.example and this
 // list mention it.
 var bootstrapFlags = []string{
-	"name", "discovery", "advertise-address", "listen-address",
+	"name", "discovery", "discovery-srv", "size", "dns-resolver",
+	"cluster-token", "output", "advertise-address", "listen-address",
 	"peer-port", "client-port", "scheme", "listen-loopback",
 	"data-dir", "env-file", "state-dir", "timeout", "on-full",
 	"peer-wait", "etcd-binary", "publish-server", "publish-zone",

@@ -39,9 +39,23 @@ func StartHost(t testing.TB, agentBin string, h Host, discovery string, extra ..
 // StartHostWithEtcd is StartHost with a given etcd binary.
 func StartHostWithEtcd(t testing.TB, agentBin, etcdBin string, h Host, discovery string, extra ...string) *Process {
 	t.Helper()
+	args, env := hostCommand(agentBin, etcdBin, h.EnvFile(), AgentArgs(h, discovery, extra...))
+	return Start(t, "host-"+h.Name, "/bin/sh", args, env)
+}
+
+// StartNetHost runs the agent with agentArgs and then etcdBin from the env
+// file inside h's namespace, as StartHost does on loopback.
+func StartNetHost(t testing.TB, agentBin, etcdBin string, h NetHost, agentArgs ...string) *Process {
+	t.Helper()
+	args, env := hostCommand(agentBin, etcdBin, h.EnvFile(), agentArgs)
+	return h.Start(t, "host-"+h.Name, "/bin/sh", args, env)
+}
+
+// hostCommand is sh's arguments and environment for "agent, then etcd from
+// its env file", ExecStartPre and ExecStart in one process.
+func hostCommand(agentBin, etcdBin, envFile string, agentArgs []string) (args, env []string) {
 	script := `"$@" || exit $?; set -a; . "$ENV_FILE"; set +a; exec "$ETCD"`
-	args := append([]string{"-c", script, "sh", agentBin}, AgentArgs(h, discovery, extra...)...)
-	return Start(t, "host-"+h.Name, "/bin/sh", args, []string{"ENV_FILE=" + h.EnvFile(), "ETCD=" + etcdBin})
+	return append([]string{"-c", script, "sh", agentBin}, agentArgs...), []string{"ENV_FILE=" + envFile, "ETCD=" + etcdBin}
 }
 
 // ReadEnvFile parses an env file strictly (the safe subset) into a map.

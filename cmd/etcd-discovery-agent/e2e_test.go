@@ -651,3 +651,80 @@ func TestDNSCheckCatchesAStaleRecord(t *testing.T) {
 		t.Errorf("--dns-check=warn: exit %d, want 0 with a warning:\n%s", code, out)
 	}
 }
+
+// srvArgs are the bootstrap flags of a host in SRV mode that publishes its
+// records to the network's named.
+func srvArgs(h testenv.NetHost, named *testenv.NamedServer, extra ...string) []string {
+	return append([]string{
+		"bootstrap", "--name", h.Name, "--advertise-address", h.Addr.String(),
+		"--data-dir", h.DataDir(), "--env-file", h.EnvFile(), "--state-dir", h.StateDir(),
+		"--discovery-srv", "example.test", "--size", "3",
+		"--publish-server", named.Addr, "--publish-zone", "example.test", "--tsig-key-file", named.KeyFile,
+		"--timeout", "60s",
+	}, extra...)
+}
+
+// Three hosts in network namespaces, each resolving through the test's
+// BIND, publish their SRV records and form the cluster from them: plain
+// http records with etcd 3.4, which its own --discovery-srv cannot use.
+func TestSRVModeOnEtcd34WithHTTPRecords(t *testing.T) {
+	n := testenv.NewNetwork(t)
+	named := n.Named(t, "example.test.")
+	etcd := testenv.EtcdBinary(t)
+	var hosts []testenv.NetHost
+	for i := 1; i <= 3; i++ {
+		hosts = append(hosts, n.AddHost(t, fmt.Sprintf("infra%d", i)))
+	}
+	procs := make([]*testenv.Process, len(hosts))
+	for i, h := range hosts {
+		procs[i] = testenv.StartNetHost(t, agentBin, etcd, h, srvArgs(h, named)...)
+	}
+	want := map[string]uint64{}
+	for i, h := range hosts {
+		testenv.WaitHealthy(t, procs[i], 90*time.Second, h.ClientURL())
+		want[h.Name] = agent.MemberID([]string{"http://" + h.Name + ".example.test:2380"}, "etcd-cluster")
+	}
+	env := testenv.ReadEnvFile(t, hosts[0].EnvFile())
+	if !strings.Contains(env["ETCD_INITIAL_CLUSTER"], "infra1=http://infra1.example.test:2380") || env["ETCD_INITIAL_CLUSTER_TOKEN"] != "etcd-cluster" {
+		t.Errorf("env file: %v", env)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ms, err := testenv.Members(ctx, hosts[0].ClientURL())
+	testenv.Must(t, err, "member list")
+	got := map[string]uint64{}
+	for _, m := range ms {
+		got[m.Name] = m.ID
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("members %v; want %v (the IDs etcd's own SRV bootstrap gives)", got, want)
+	}
+}
+
+// The agents only publish and wait (--output discovery-srv); etcd 3.7's own
+// --discovery-srv then bootstraps from the records they published.
+func TestEtcdsOwnSRVDiscoveryFromPublishedRecords(t *testing.T) {
+	etcd37 := testenv.BuildEtcd(t, "v3.7.3")
+	n := testenv.NewNetwork(t)
+	named := n.Named(t, "example.test.")
+	var hosts []testenv.NetHost
+	for i := 1; i <= 3; i++ {
+		hosts = append(hosts, n.AddHost(t, fmt.Sprintf("infra%d", i)))
+	}
+	procs := make([]*testenv.Process, len(hosts))
+	for i, h := range hosts {
+		procs[i] = testenv.StartNetHost(t, agentBin, etcd37, h, srvArgs(h, named, "--output", "discovery-srv")...)
+	}
+	for i, h := range hosts {
+		testenv.WaitHealthy(t, procs[i], 90*time.Second, h.ClientURL())
+	}
+	env := testenv.ReadEnvFile(t, hosts[0].EnvFile())
+	if env["ETCD_DISCOVERY_SRV"] != "example.test" || env["ETCD_INITIAL_CLUSTER"] != "" {
+		t.Errorf("env file: %v", env)
+	}
+	for _, p := range procs {
+		if !strings.Contains(p.Output(), "got bootstrap from DNS") {
+			t.Errorf("etcd did not bootstrap from DNS itself:\n%s", p.Output())
+		}
+	}
+}

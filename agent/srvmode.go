@@ -1,0 +1,79 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/resolver"
+)
+
+// source names where the cluster comes from, for the state cache.
+func (c *Config) source() string {
+	if c.DiscoverySRV != "" {
+		return "dns-srv:" + dnsName(c.DiscoverySRV)
+	}
+	return c.Discovery
+}
+
+// clusterToken is the ETCD_INITIAL_CLUSTER_TOKEN: the discovery URL for a
+// token (etcd hashes it into IDs as v2 discovery does), --cluster-token in
+// SRV mode (as etcd's own --discovery-srv uses --initial-cluster-token).
+func (c *Config) clusterToken() string {
+	if c.DiscoverySRV != "" {
+		return c.ClusterToken
+	}
+	return c.Discovery
+}
+
+func (c *Config) resolver() (*resolver.Resolver, error) {
+	if len(c.DNSResolvers) > 0 {
+		return &resolver.Resolver{Servers: c.DNSResolvers}, nil
+	}
+	r, err := resolver.FromResolvConf("/etc/resolv.conf")
+	if err != nil {
+		return nil, fmt.Errorf("%w: --dns-resolver not given and /etc/resolv.conf unusable: %w", ErrConfig, err)
+	}
+	return r, nil
+}
+
+// srvCluster waits until the SRV records of --discovery-srv describe at
+// least --size members, this one among them, and returns the initial
+// cluster etcd derives from them (its own entry named --name, the others
+// "0", "1", ...; peer URLs built from the SRV targets).
+func srvCluster(ctx context.Context, cfg Config, self Member, log *slog.Logger) ([]Member, error) {
+	res, err := cfg.resolver()
+	if err != nil {
+		return nil, err
+	}
+	domain := dnsName(cfg.DiscoverySRV)
+	var last error
+	report := time.Now()
+	for {
+		cluster, err := res.Cluster(ctx, domain, cfg.DNS.SRVName, self.PeerURLs, self.Name)
+		if err == nil {
+			members, perr := ParseCluster(cluster)
+			switch {
+			case perr != nil:
+				return nil, fmt.Errorf("%w: SRV records of %s: %w", ErrDNS, domain, perr)
+			case len(members) >= cfg.Size:
+				if len(members) > cfg.Size {
+					log.Warn("SRV records show more members than --size; using them all", "have", len(members), "size", cfg.Size)
+				}
+				log.Info("SRV records describe the cluster", "domain", domain, "initial_cluster", cluster)
+				return members, nil
+			}
+			last = fmt.Errorf("%d of %d members in the SRV records", len(members), cfg.Size)
+		} else {
+			last = err
+		}
+		if time.Since(report) >= 10*time.Second {
+			log.Info("waiting for the SRV records to show every member", "domain", domain, "want", cfg.Size, "last", last.Error())
+			report = time.Now()
+		}
+		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+			return nil, fmt.Errorf("%w waiting for the SRV records of %s: %v", ErrTimeout, domain, last)
+		}
+	}
+}
