@@ -699,6 +699,11 @@ func TestSRVModeOnEtcd34WithHTTPRecords(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("members %v; want %v (the IDs etcd's own SRV bootstrap gives)", got, want)
 	}
+	// A client that knows only the domain finds the cluster by SRV.
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", hosts[1].NS, "etcdctl", "--discovery-srv", "example.test", "member", "list").CombinedOutput()
+	if err != nil || strings.Count(string(out), "started") != 3 {
+		t.Errorf("etcdctl --discovery-srv example.test member list: %v\n%s", err, out)
+	}
 }
 
 // The agents only publish and wait (--output discovery-srv); etcd 3.7's own
