@@ -15,6 +15,12 @@
 //
 //	go test ./bench -run '^$' -bench Bootstrap -benchtime 1x -timeout 30m
 //
+// BenchmarkPublish (dns_test.go) times three hosts' records published with
+// the agent's RFC 2136 updates against nsupdate, and BenchmarkSRVLookup the
+// agent's resolver against Go's net.Resolver, both on a real BIND:
+//
+//	go test ./bench -run '^$' -bench 'Publish|SRVLookup' -benchtime 1x
+//
 // BENCH_ROUNDS overrides the number of measured rounds per method and size
 // (default 30); BENCH_KEEP_LOGS=DIR keeps every round's process logs in DIR.
 // BENCHMARKS.md at the module root describes what is measured
