@@ -3,9 +3,11 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
-	"slices"
+	"sync"
 	"time"
 )
 
@@ -21,15 +23,17 @@ import (
 // other member's first question goes to a peer that already serves, and the
 // rest can start together without waiting at all.
 func leadURL(members []Member, self Member) (string, bool) {
-	var lowest string
+	var lowest, owner string
 	for _, m := range members {
 		for _, u := range m.PeerURLs {
 			if lowest == "" || u < lowest {
-				lowest = u
+				lowest, owner = u, m.Name
 			}
 		}
 	}
-	return lowest, slices.Contains(self.PeerURLs, lowest)
+	// By name: in SRV mode the cluster names this host's URL by its SRV
+	// target, not by the advertised address.
+	return lowest, owner == self.Name
 }
 
 // waitForLead waits, at most bound, until the lead member answers HTTP on
@@ -48,6 +52,28 @@ func waitForLead(ctx context.Context, members []Member, self Member, bound time.
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	log.Info("waiting for the lead member to serve before starting", "lead", lead, "at_most", bound.String())
+	// A lead URL with a DNS name is resolved once, not on every try.
+	var (
+		dialer   net.Dialer
+		mu       sync.Mutex // the transport dials on goroutines of its own
+		resolved string
+	)
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if resolved == "" {
+			host, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+			if err != nil || len(ips) == 0 {
+				return nil, fmt.Errorf("resolve %s: %v", host, err)
+			}
+			resolved = net.JoinHostPort(ips[0].Unmap().String(), port)
+		}
+		return dialer.DialContext(ctx, network, resolved)
+	}
 	client := &http.Client{
 		Timeout: 250 * time.Millisecond,
 		Transport: &http.Transport{
@@ -56,6 +82,7 @@ func waitForLead(ctx context.Context, members []Member, self Member, bound time.
 			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
 			DisableKeepAlives: true,
 			Proxy:             nil,
+			DialContext:       dial,
 		},
 	}
 	for {

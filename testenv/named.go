@@ -197,6 +197,7 @@ options {
 	recursion no;
 	dnssec-validation no;
 	notify no;
+	querylog yes;
 };
 controls { };
 zone %[3]q {

@@ -684,6 +684,9 @@ func TestSRVModeOnEtcd34WithHTTPRecords(t *testing.T) {
 		testenv.WaitHealthy(t, procs[i], 90*time.Second, h.ClientURL())
 		want[h.Name] = agent.MemberID([]string{"http://" + h.Name + ".example.test:2380"}, "etcd-cluster")
 	}
+	if !strings.Contains(procs[1].Output(), "lead member serves") {
+		t.Errorf("infra2 did not see the lead member serve (the ordered start):\n%s", procs[1].Output())
+	}
 	env := testenv.ReadEnvFile(t, hosts[0].EnvFile())
 	if !strings.Contains(env["ETCD_INITIAL_CLUSTER"], "infra1=http://infra1.example.test:2380") || env["ETCD_INITIAL_CLUSTER_TOKEN"] != "etcd-cluster" {
 		t.Errorf("env file: %v", env)
