@@ -45,10 +45,7 @@ func publish(ctx context.Context, d DNSConfig, h dnsupdate.Host, log *slog.Logge
 		return nil
 	}
 	res := &resolver.Resolver{Servers: []string{d.Server}}
-	err = checkPublished(ctx, res, published{
-		Domain: d.Domain, SRVName: d.SRVName, Scheme: h.Scheme, Target: h.Target(),
-		Addr: h.Addr, PeerPort: h.PeerPort, ClientPort: h.ClientPort,
-	})
+	err = checkPublished(ctx, res, h)
 	if err != nil && d.Check == "warn" {
 		log.Warn("published DNS records do not check out", "err", err)
 		return nil

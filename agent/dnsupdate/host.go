@@ -3,6 +3,7 @@ package dnsupdate
 import (
 	"errors"
 	"fmt"
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/resolver"
 	"net/netip"
 	"regexp"
 	"strings"
@@ -47,26 +48,17 @@ func (h Host) Target() string {
 	return h.Name + "." + d
 }
 
-// service is the SRV owner name etcd queries for kind "server" or
-// "client": _etcd-KIND[-ssl][-SRVNAME]._tcp.DOMAIN.
-func (h Host) service(kind string) string {
-	s := "_etcd-" + kind
-	if h.Scheme == "https" {
-		s += "-ssl"
-	}
-	if h.SRVName != "" {
-		s += "-" + h.SRVName
-	}
-	return s + "._tcp." + h.domain()
-}
-
 // PeerService is the owner of the peer SRV record:
 // _etcd-server[-ssl][-SRVName]._tcp.Domain.
-func (h Host) PeerService() string { return h.service("server") }
+func (h Host) PeerService() string {
+	return resolver.SRVName(resolver.ServerService(h.Scheme, h.SRVName), "tcp", h.domain())
+}
 
 // ClientService is the owner of the client SRV record:
 // _etcd-client[-ssl][-SRVName]._tcp.Domain.
-func (h Host) ClientService() string { return h.service("client") }
+func (h Host) ClientService() string {
+	return resolver.SRVName(resolver.ClientService(h.Scheme, h.SRVName), "tcp", h.domain())
+}
 
 func (h Host) ttl() uint32 {
 	if h.TTL == 0 {
