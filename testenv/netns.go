@@ -30,6 +30,25 @@ type Network struct {
 	hosts      atomic.Int32
 }
 
+// Namespace creates an empty network namespace with its loopback up, and
+// removes it when the test ends. It skips the test when it cannot (not
+// root, no iproute2).
+func Namespace(t testing.TB, name string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root (CI runs as root)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("network namespaces need iproute2's ip")
+	}
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Skipf("cannot create a network namespace here: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	IP(t, "-n", name, "link", "set", "lo", "up")
+	return name
+}
+
 // NewNetwork creates the router namespace and the link to it, or skips the
 // test when it cannot (not root, no iproute2, no veth). Everything is
 // removed when the test ends.
@@ -37,9 +56,6 @@ func NewNetwork(t testing.TB) *Network {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces need root (CI runs as root)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("network namespaces need iproute2's ip")
 	}
 	// The test process's link and route use fixed addresses, so networks of
 	// tests running in parallel processes take turns.
@@ -53,13 +69,8 @@ func NewNetwork(t testing.TB) *Network {
 	t.Cleanup(func() { lock.Close() }) // registered first, so it runs last
 	// Interface names are at most 15 bytes: "eda" + 5 hex + "-250r".
 	n := &Network{id: fmt.Sprintf("eda%05x", rand.IntN(1<<20)), RouterAddr: netip.MustParseAddr("198.18.255.1")}
-	n.Router = n.id + "-r"
-	if out, err := exec.Command("ip", "netns", "add", n.Router).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace here: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", n.Router).Run() })
-	ipCmd(t, "-n", n.Router, "link", "set", "lo", "up")
-	ipCmd(t, "-n", n.Router, "addr", "add", n.RouterAddr.String()+"/32", "dev", "lo")
+	n.Router = Namespace(t, n.id+"-r")
+	IP(t, "-n", n.Router, "addr", "add", n.RouterAddr.String()+"/32", "dev", "lo")
 	n.execIn(t, n.Router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 
 	// The test process's own link: 198.18.254.1 here, .2 on the router.
@@ -68,11 +79,11 @@ func NewNetwork(t testing.TB) *Network {
 		t.Skipf("cannot create a veth pair here: %v: %s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", here).Run() })
-	ipCmd(t, "addr", "add", "198.18.254.1/30", "dev", here)
-	ipCmd(t, "link", "set", here, "up")
-	ipCmd(t, "-n", n.Router, "addr", "add", "198.18.254.2/30", "dev", there)
-	ipCmd(t, "-n", n.Router, "link", "set", there, "up")
-	ipCmd(t, "route", "add", "198.18.0.0/16", "via", "198.18.254.2", "dev", here)
+	IP(t, "addr", "add", "198.18.254.1/30", "dev", here)
+	IP(t, "link", "set", here, "up")
+	IP(t, "-n", n.Router, "addr", "add", "198.18.254.2/30", "dev", there)
+	IP(t, "-n", n.Router, "link", "set", there, "up")
+	IP(t, "route", "add", "198.18.0.0/16", "via", "198.18.254.2", "dev", here)
 	return n
 }
 
@@ -85,11 +96,7 @@ func (n *Network) AddHost(t testing.TB, name string) NetHost {
 	if k > 250 {
 		t.Fatal("too many hosts in one test network")
 	}
-	ns := fmt.Sprintf("%s-h%d", n.id, k)
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", ns, err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	ns := Namespace(t, fmt.Sprintf("%s-h%d", n.id, k))
 	etc := filepath.Join("/etc/netns", ns)
 	if err := os.MkdirAll(etc, 0o755); err != nil {
 		t.Fatal(err)
@@ -99,13 +106,12 @@ func (n *Network) AddHost(t testing.TB, name string) NetHost {
 		t.Fatal(err)
 	}
 	hostIf, routerIf := fmt.Sprintf("%s-%d", n.id, k), fmt.Sprintf("%s-%dr", n.id, k)
-	ipCmd(t, "-n", ns, "link", "add", hostIf, "type", "veth", "peer", "name", routerIf, "netns", n.Router)
-	ipCmd(t, "-n", ns, "link", "set", "lo", "up")
-	ipCmd(t, "-n", ns, "addr", "add", fmt.Sprintf("198.18.%d.2/24", k), "dev", hostIf)
-	ipCmd(t, "-n", ns, "link", "set", hostIf, "up")
-	ipCmd(t, "-n", n.Router, "addr", "add", fmt.Sprintf("198.18.%d.1/24", k), "dev", routerIf)
-	ipCmd(t, "-n", n.Router, "link", "set", routerIf, "up")
-	ipCmd(t, "-n", ns, "route", "add", "default", "via", fmt.Sprintf("198.18.%d.1", k))
+	IP(t, "-n", ns, "link", "add", hostIf, "type", "veth", "peer", "name", routerIf, "netns", n.Router)
+	IP(t, "-n", ns, "addr", "add", fmt.Sprintf("198.18.%d.2/24", k), "dev", hostIf)
+	IP(t, "-n", ns, "link", "set", hostIf, "up")
+	IP(t, "-n", n.Router, "addr", "add", fmt.Sprintf("198.18.%d.1/24", k), "dev", routerIf)
+	IP(t, "-n", n.Router, "link", "set", routerIf, "up")
+	IP(t, "-n", ns, "route", "add", "default", "via", fmt.Sprintf("198.18.%d.1", k))
 	dir := filepath.Join(t.TempDir(), name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -138,8 +144,8 @@ func (n *Network) execIn(t testing.TB, ns string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// ipCmd runs ip(8) with args.
-func ipCmd(t testing.TB, args ...string) {
+// IP runs ip(8) with args, failing the test on an error.
+func IP(t testing.TB, args ...string) {
 	t.Helper()
 	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 		t.Fatalf("ip %v: %v: %s", args, err, out)

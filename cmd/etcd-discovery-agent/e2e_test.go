@@ -424,31 +424,16 @@ func mapValues(m map[string]string) []string {
 	return vs
 }
 
-// netns creates a network namespace for the test and removes it afterwards.
-// It skips when the test cannot create one (not root, no iproute2).
+// netns creates a bare network namespace for the test.
 func netns(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root (CI runs as root)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("network namespaces need iproute2's ip")
-	}
-	name := fmt.Sprintf("eda-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace here: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	ip(t, name, "link", "set", "lo", "up")
-	return name
+	return testenv.Namespace(t, fmt.Sprintf("eda-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6))
 }
 
 // ip runs ip(8) inside namespace ns.
 func ip(t *testing.T, ns string, args ...string) {
 	t.Helper()
-	if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
-		t.Fatalf("ip -n %s %v: %v: %s", ns, args, err, out)
-	}
+	testenv.IP(t, append([]string{"-n", ns}, args...)...)
 }
 
 // addNIC adds an interface with address cidr to namespace ns: one end of a
