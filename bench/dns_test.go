@@ -102,7 +102,7 @@ func BenchmarkPublish(b *testing.B) {
 }
 
 // waitVisible polls the server until every host's A record answers.
-func waitVisible(b *testing.B, named *testenv.NamedServer, hs []dnsupdate.Host) {
+func waitVisible(b *testing.B, named *testenv.DNSServer, hs []dnsupdate.Host) {
 	b.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for _, h := range hs {

@@ -18,7 +18,7 @@ import (
 
 // zone starts named for example.test. with the hosts the tests resolve,
 // inserted with nsupdate, and returns it with a Resolver asking it.
-func zone(t *testing.T, records ...string) (*testenv.NamedServer, *Resolver) {
+func zone(t *testing.T, records ...string) (*testenv.DNSServer, *Resolver) {
 	t.Helper()
 	n := testenv.Named(t, "example.test.")
 	n.MustUpdate(t, append([]string{

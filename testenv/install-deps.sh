@@ -10,6 +10,11 @@ command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v named >/dev/null 2>&1 || [ -x /usr/sbin/named ] || need="$need bind9"
 command -v dig >/dev/null 2>&1 || need="$need bind9-dnsutils"
 command -v tsig-keygen >/dev/null 2>&1 || [ -x /usr/sbin/tsig-keygen ] || need="$need bind9-utils"
+command -v knotd >/dev/null 2>&1 || [ -x /usr/sbin/knotd ] || need="$need knot"
+command -v kdig >/dev/null 2>&1 || need="$need knot-dnsutils"
+command -v pdns_server >/dev/null 2>&1 || [ -x /usr/sbin/pdns_server ] || need="$need pdns-server"
+ls /usr/lib/*/pdns/libgsqlite3backend.so >/dev/null 2>&1 || need="$need pdns-backend-sqlite3"
+command -v sqlite3 >/dev/null 2>&1 || need="$need sqlite3"
 [ -n "$need" ] || exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "missing Debian packages:$need; install them with: sudo apt-get install -y$need" >&2

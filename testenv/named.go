@@ -19,10 +19,12 @@ import (
 	"github.com/miekg/dns"
 )
 
-// NamedServer is a BIND 9 named serving one primary zone on 127.0.0.1 (UDP
-// and TCP on one port), authoritative only (no recursion), with RFC 2136
-// updates allowed for one TSIG key.
-type NamedServer struct {
+// DNSServer is an authoritative DNS server under test serving one primary
+// zone on one address (UDP and TCP on one port), without recursion, that
+// takes RFC 2136 updates signed with one TSIG key: BIND 9's named (Named),
+// or another implementation with the same fields.
+type DNSServer struct {
+	Kind string // "bind", ...: which implementation
 	Addr string // "127.0.0.1:PORT"
 	Zone string // the zone, fully qualified ("example.test.")
 
@@ -31,7 +33,8 @@ type NamedServer struct {
 	// algorithm hmac-sha256; secret "..."; }; It works with nsupdate -k.
 	KeyFile string
 	// WrongKeyFile holds a key with the same name and algorithm but another
-	// secret: named refuses updates signed with it (NOTAUTH, TSIG BADSIG).
+	// secret: the server refuses updates signed with it (BIND: NOTAUTH, TSIG
+	// BADSIG).
 	WrongKeyFile string
 	KeyName      string // "eda-test-key" (no trailing dot, as in KeyFile)
 	Algorithm    string // "hmac-sha256"
@@ -76,25 +79,26 @@ func bindTool(t testing.TB, name, pkg string) string {
 // shows on failure) as the current user: without -u it does not drop
 // privileges, so the temporary directory needs no chown. It is stopped by
 // PID when the test ends.
-func Named(t testing.TB, zone string) *NamedServer {
+func Named(t testing.TB, zone string) *DNSServer {
 	t.Helper()
 	return newNamed(t, zone, "", netip.Addr{})
 }
 
 // Named starts named in the network's router namespace, listening on
 // RouterAddr port 53: the DNS server of every host of the network.
-func (n *Network) Named(t testing.TB, zone string) *NamedServer {
+func (n *Network) Named(t testing.TB, zone string) *DNSServer {
 	t.Helper()
 	return newNamed(t, zone, n.Router, n.RouterAddr)
 }
 
-func newNamed(t testing.TB, zone, netns string, listen netip.Addr) *NamedServer {
+func newNamed(t testing.TB, zone, netns string, listen netip.Addr) *DNSServer {
 	t.Helper()
 	bin := NamedBinary(t)
 	keygen := bindTool(t, "tsig-keygen", "bind9-utils")
 	zone = dns.Fqdn(zone)
 	dir := t.TempDir()
-	s := &NamedServer{
+	s := &DNSServer{
+		Kind:         "bind",
 		Zone:         zone,
 		Dir:          dir,
 		KeyFile:      filepath.Join(dir, "update.key"),
@@ -122,7 +126,7 @@ func newNamed(t testing.TB, zone, netns string, listen netip.Addr) *NamedServer 
 // WithPolicy starts another named for s's zone that knows s's keys but
 // grants updates by policy, a whole update-policy or allow-update statement
 // (for tests of refused updates).
-func (s *NamedServer) WithPolicy(t testing.TB, policy string) *NamedServer {
+func (s *DNSServer) WithPolicy(t testing.TB, policy string) *DNSServer {
 	t.Helper()
 	other := *s
 	other.Dir = t.TempDir()
@@ -132,7 +136,7 @@ func (s *NamedServer) WithPolicy(t testing.TB, policy string) *NamedServer {
 
 // start writes s's zone and configuration into s.Dir and runs named until
 // it answers.
-func (s *NamedServer) start(t testing.TB, bin, policy string) {
+func (s *DNSServer) start(t testing.TB, bin, policy string) {
 	t.Helper()
 	zoneFile := filepath.Join(s.Dir, "zone.db")
 	zoneText := fmt.Sprintf("$TTL 60\n"+
@@ -298,7 +302,7 @@ func queryAuth(ctx context.Context, network, addr, name string, qtype uint16) ([
 // qtype (dns.TypeSRV, ...) and returns the records of the answer section:
 // nil for NXDOMAIN or no data. It fails the test on an error or another
 // rcode.
-func (s *NamedServer) Records(t testing.TB, name string, qtype uint16) []dns.RR {
+func (s *DNSServer) Records(t testing.TB, name string, qtype uint16) []dns.RR {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -314,7 +318,7 @@ func (s *NamedServer) Records(t testing.TB, name string, qtype uint16) []dns.RR 
 // 127.0.0.2"), preceded by "server" and "zone" lines for this server and
 // followed by "send". It returns nsupdate's output and an error if
 // nsupdate failed (named refused the update, or did not answer).
-func (s *NamedServer) Update(ctx context.Context, keyFile string, commands ...string) (string, error) {
+func (s *DNSServer) Update(ctx context.Context, keyFile string, commands ...string) (string, error) {
 	var in bytes.Buffer
 	host, port, _ := net.SplitHostPort(s.Addr)
 	fmt.Fprintf(&in, "server %s %s\nzone %s\n", host, port, s.Zone)
@@ -342,7 +346,7 @@ func (s *NamedServer) Update(ctx context.Context, keyFile string, commands ...st
 }
 
 // MustUpdate is Update with the valid key; it fails the test on an error.
-func (s *NamedServer) MustUpdate(t testing.TB, commands ...string) {
+func (s *DNSServer) MustUpdate(t testing.TB, commands ...string) {
 	t.Helper()
 	bindTool(t, "nsupdate", "bind9-dnsutils")
 	if _, err := s.Update(context.Background(), s.KeyFile, commands...); err != nil {

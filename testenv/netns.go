@@ -21,7 +21,7 @@ import (
 // exist only inside the namespaces the test creates; the test process
 // reaches them through one veth link to the router. Each host's
 // /etc/netns/NS/resolv.conf names a DNS server on the router (see
-// NamedServer in the router with Network.Named), which `ip netns exec`
+// DNSServer in the router with Network.Named), which `ip netns exec`
 // shows processes as /etc/resolv.conf.
 type Network struct {
 	Router     string     // the router namespace

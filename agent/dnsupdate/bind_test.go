@@ -21,7 +21,7 @@ import (
 )
 
 // bindUpdater reads keyFile and returns an Updater for s's zone.
-func bindUpdater(t *testing.T, s *testenv.NamedServer, keyFile string) *Updater {
+func bindUpdater(t *testing.T, s *testenv.DNSServer, keyFile string) *Updater {
 	t.Helper()
 	k, err := ReadKeyFile(keyFile)
 	if err != nil {
@@ -226,7 +226,7 @@ func TestBINDPublishWithdraw(t *testing.T) {
 // checkRejected asserts err is an *UpdateError with code, whose message
 // contains every string of want and no secret, and that the zone still
 // holds nothing for h.
-func checkRejected(t *testing.T, s *testenv.NamedServer, err error, code string, h Host, want ...string) *UpdateError {
+func checkRejected(t *testing.T, s *testenv.DNSServer, err error, code string, h Host, want ...string) *UpdateError {
 	t.Helper()
 	var ue *UpdateError
 	if !errors.As(err, &ue) {

@@ -545,7 +545,7 @@ func TestTokenWithoutAValidSize(t *testing.T) {
 }
 
 // dnsFlags are the bootstrap flags that publish into named's zone.
-func dnsFlags(n *testenv.NamedServer, keyFile string) []string {
+func dnsFlags(n *testenv.DNSServer, keyFile string) []string {
 	return []string{"--publish-server", n.Addr, "--publish-zone", "example.test", "--tsig-key-file", keyFile}
 }
 
@@ -639,7 +639,7 @@ func TestDNSCheckCatchesAStaleRecord(t *testing.T) {
 
 // srvArgs are the bootstrap flags of a host in SRV mode that publishes its
 // records to the network's named.
-func srvArgs(h testenv.NetHost, named *testenv.NamedServer, extra ...string) []string {
+func srvArgs(h testenv.NetHost, named *testenv.DNSServer, extra ...string) []string {
 	return append([]string{
 		"bootstrap", "--name", h.Name, "--advertise-address", h.Addr.String(),
 		"--data-dir", h.DataDir(), "--env-file", h.EnvFile(), "--state-dir", h.StateDir(),
