@@ -44,6 +44,8 @@ func checkPublished(ctx context.Context, res *resolver.Resolver, h dnsupdate.Hos
 			found = true
 			if peer.Addr != self {
 				problems = append(problems, fmt.Sprintf("target %s resolves to %s, not the advertised %s", target, peer.Addr.Addr(), h.Addr))
+			} else if len(peer.Addrs) > 1 {
+				problems = append(problems, fmt.Sprintf("target %s resolves to several addresses (%v); remove the stale ones", target, peer.Addrs))
 			}
 		case peer.Err == nil && peer.Addr == self:
 			problems = append(problems, fmt.Sprintf("another target, %s, also resolves to %s: etcd would take it for this member", peer.Target, self))
@@ -51,9 +53,6 @@ func checkPublished(ctx context.Context, res *resolver.Resolver, h dnsupdate.Hos
 	}
 	if !found {
 		problems = append(problems, fmt.Sprintf("no %s record points at %s port %d", h.PeerService(), target, h.PeerPort))
-	}
-	if addrs, err := res.LookupHost(ctx, target); err == nil && len(addrs) > 1 {
-		problems = append(problems, fmt.Sprintf("target %s resolves to several addresses (%v); remove the stale ones", target, addrs))
 	}
 	clients, _ := res.LookupSRV(ctx, resolver.ClientService(h.Scheme, h.SRVName), "tcp", h.Domain)
 	if !slices.ContainsFunc(clients, func(c *net.SRV) bool {

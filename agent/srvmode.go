@@ -51,7 +51,9 @@ func srvCluster(ctx context.Context, cfg Config, self Member, log *slog.Logger) 
 	var last error
 	report := time.Now()
 	for {
-		cluster, err := res.Cluster(ctx, domain, cfg.DNS.SRVName, self.PeerURLs, self.Name)
+		// Only the service of this member's scheme: the others use the
+		// same one, and it saves a query per try.
+		cluster, err := res.Cluster(ctx, domain, cfg.DNS.SRVName, self.PeerURLs, self.Name, cfg.Scheme)
 		if err == nil {
 			members, perr := ParseCluster(cluster)
 			switch {

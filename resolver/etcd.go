@@ -63,6 +63,8 @@ type Peer struct {
 	// several addresses by RFC 6724), with the record's port. It is the
 	// zero value when Err is set.
 	Addr netip.AddrPort
+	// Addrs are all the target's addresses, IPv4 first.
+	Addrs []netip.Addr
 	// Err says why the target did not resolve; etcd skips such records.
 	Err error
 }
@@ -76,11 +78,15 @@ func (p Peer) URL() string {
 
 // Peers looks up the peer SRV records of domain for each scheme (by default
 // https then http, etcd's order: _etcd-server-ssl[-srvName]._tcp.domain,
-// then _etcd-server[-srvName]._tcp.domain) and resolves every target. It
-// returns the records of every service that answered, unresolvable ones
+// then _etcd-server[-srvName]._tcp.domain) and resolves every target: with
+// the addresses the SRV answer carries in its additional section, and with
+// A and AAAA lookups for targets it carries none of. So against a server
+// authoritative for the targets, one query per scheme is enough.
+//
+// It returns the records of every service that answered, unresolvable ones
 // included (with Err set), and the errors of the services that did not
-// (joined). Like etcd, treat discovery as failed only when no
-// returned Peer resolved.
+// (joined). Like etcd, treat discovery as failed only when no returned Peer
+// resolved.
 func (r *Resolver) Peers(ctx context.Context, domain, srvName string, schemes ...string) ([]Peer, error) {
 	schemes, err := checkSchemes(schemes)
 	if err != nil {
@@ -89,24 +95,27 @@ func (r *Resolver) Peers(ctx context.Context, domain, srvName string, schemes ..
 	var (
 		peers []Peer
 		errs  []error
-		cache = map[string]Peer{} // target → resolved address (port 0) or error
+		cache = map[string]Peer{} // target → its addresses or error
 	)
 	for _, scheme := range schemes {
-		srvs, err := r.LookupSRV(ctx, ServerService(scheme, srvName), "tcp", domain)
+		srvs, extra, err := r.lookupSRV(ctx, ServerService(scheme, srvName), "tcp", domain)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		for _, s := range srvs {
-			resolved, ok := cache[strings.ToLower(s.Target)]
+			target := strings.ToLower(s.Target)
+			resolved, ok := cache[target]
 			if !ok {
-				addr, err := r.firstAddr(ctx, s.Target)
-				resolved = Peer{Addr: netip.AddrPortFrom(addr, 0), Err: err}
-				cache[strings.ToLower(s.Target)] = resolved
+				resolved.Addrs, ok = extra[target]
+				if !ok {
+					resolved.Addrs, resolved.Err = r.LookupHost(ctx, s.Target)
+				}
+				cache[target] = resolved
 			}
-			p := Peer{Scheme: scheme, Target: s.Target, Port: s.Port, Err: resolved.Err}
+			p := Peer{Scheme: scheme, Target: s.Target, Port: s.Port, Addrs: resolved.Addrs, Err: resolved.Err}
 			if p.Err == nil {
-				p.Addr = netip.AddrPortFrom(resolved.Addr.Addr(), s.Port)
+				p.Addr = netip.AddrPortFrom(firstAddr(p.Addrs), s.Port)
 			}
 			peers = append(peers, p)
 		}
@@ -114,19 +123,15 @@ func (r *Resolver) Peers(ctx context.Context, domain, srvName string, schemes ..
 	return peers, joinErrors(errs)
 }
 
-// firstAddr resolves host the way net.ResolveTCPAddr picks one address: the
-// first IPv4 address, else the first address.
-func (r *Resolver) firstAddr(ctx context.Context, host string) (netip.Addr, error) {
-	addrs, err := r.LookupHost(ctx, host)
-	if err != nil {
-		return netip.Addr{}, err
-	}
+// firstAddr is the address net.ResolveTCPAddr picks of addrs (not empty):
+// the first IPv4 address, else the first address.
+func firstAddr(addrs []netip.Addr) netip.Addr {
 	for _, a := range addrs {
 		if a.Is4() {
-			return a, nil
+			return a
 		}
 	}
-	return addrs[0], nil
+	return addrs[0]
 }
 
 // Cluster derives the --initial-cluster that etcd 3.5 and later derive with
@@ -152,7 +157,10 @@ func (r *Resolver) firstAddr(ctx context.Context, host string) (netip.Addr, erro
 // etcd 3.4 differs: it throws plain-http results away (http SRV bootstrap
 // does not work there). Errors name the lookups that failed; ErrNoSelf's
 // lists what each record resolved to.
-func (r *Resolver) Cluster(ctx context.Context, domain, srvName string, advertisePeerURLs []string, selfName string) (string, error) {
+//
+// schemes limits the services asked (etcd asks both); a member that knows
+// every member uses its own scheme asks one and saves a query.
+func (r *Resolver) Cluster(ctx context.Context, domain, srvName string, advertisePeerURLs []string, selfName string, schemes ...string) (string, error) {
 	if len(advertisePeerURLs) == 0 {
 		return "", errors.New("no advertised peer URLs")
 	}
@@ -168,16 +176,16 @@ func (r *Resolver) Cluster(ctx context.Context, domain, srvName string, advertis
 		if host == "" || err != nil {
 			return "", fmt.Errorf("advertised peer URL %q: want scheme://host:port", s)
 		}
-		addr, err := r.firstAddr(ctx, host)
+		addrs, err := r.LookupHost(ctx, host)
 		if err != nil {
 			return "", fmt.Errorf("resolve advertised peer URL %s: %w", s, err)
 		}
-		ap := netip.AddrPortFrom(addr, uint16(n))
+		ap := netip.AddrPortFrom(firstAddr(addrs), uint16(n))
 		self[ap] = u
 		selfAddrs = append(selfAddrs, ap.String())
 	}
 
-	peers, lookupErr := r.Peers(ctx, domain, srvName)
+	peers, lookupErr := r.Peers(ctx, domain, srvName, schemes...)
 	var (
 		parts []string
 		names = map[string]bool{}

@@ -138,8 +138,11 @@ func TestLookupHostAgainstNamed(t *testing.T) {
 
 // Cluster derives what etcd 3.5+ derives, case by case; each case has its
 // own --discovery-srv-name so one zone holds them all.
+// Cluster derives etcd's initial cluster from real answers; the same
+// whether the answers carry the targets' addresses (BIND's additional
+// section) or not (a proxy strips it, so every target is looked up).
 func TestClusterAgainstNamed(t *testing.T) {
-	_, r := zone(t,
+	n, direct := zone(t,
 		srvAdd("_etcd-server-a._tcp", 0, 0, 2380, "infra1"),
 		srvAdd("_etcd-server-a._tcp", 1, 0, 2380, "infra2"),
 		srvAdd("_etcd-server-a._tcp", 2, 0, 2380, "infra3"),
@@ -259,17 +262,70 @@ func TestClusterAgainstNamed(t *testing.T) {
 			wantErr: []string{`advertised peer URL "http://127.0.0.21": want scheme://host:port`},
 		},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := r.Cluster(context.Background(), "example.test", tc.srvName, tc.advertise, tc.self)
-			if tc.wantErr == nil {
-				if err != nil || got != tc.want {
-					t.Errorf("Cluster = %q, %v;\nwant %q", got, err, tc.want)
+		for _, via := range []struct {
+			name string
+			r    *Resolver
+		}{
+			{"additional section", direct},
+			{"lookups", &Resolver{Servers: []string{testenv.StartDNSProxy(t, n.Addr, true).Addr}, Timeout: time.Second}},
+		} {
+			t.Run(tc.name+"/"+via.name, func(t *testing.T) {
+				got, err := via.r.Cluster(context.Background(), "example.test", tc.srvName, tc.advertise, tc.self)
+				if tc.wantErr == nil {
+					if err != nil || got != tc.want {
+						t.Errorf("Cluster = %q, %v;\nwant %q", got, err, tc.want)
+					}
+					return
 				}
-				return
+				wantErrContaining(t, "Cluster", err, tc.wantErr...)
+				if errors.Is(err, ErrNoSelf) != tc.noSelf {
+					t.Errorf("errors.Is(err, ErrNoSelf) = %v; want %v", !tc.noSelf, tc.noSelf)
+				}
+			})
+		}
+	}
+}
+
+// Against a server that adds the targets' addresses to SRV answers, Peers
+// asks one query per scheme; without them, also A and AAAA per target; the
+// peers are the same.
+func TestPeersQueries(t *testing.T) {
+	n, _ := zone(t,
+		srvAdd("_etcd-server._tcp", 0, 0, 2380, "infra1"),
+		srvAdd("_etcd-server._tcp", 1, 0, 2380, "infra2"),
+		srvAdd("_etcd-server._tcp", 2, 0, 2380, "dual"),
+	)
+	want := []string{
+		"http infra1.example.test.:2380 127.0.0.21:2380 [127.0.0.21]",
+		"http infra2.example.test.:2380 127.0.0.22:2380 [127.0.0.22]",
+		"http dual.example.test.:2380 127.0.0.24:2380 [127.0.0.24 fd00::24]",
+	}
+	for _, tc := range []struct {
+		name    string
+		strip   bool
+		schemes []string
+		queries int
+	}{
+		{"http only, addresses in the answer", false, []string{"http"}, 1},
+		{"both schemes, addresses in the answer", false, nil, 2},
+		{"http only, addresses looked up", true, []string{"http"}, 1 + 2*3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := testenv.StartDNSProxy(t, n.Addr, tc.strip)
+			r := &Resolver{Servers: []string{p.Addr}, Timeout: time.Second}
+			peers, err := r.Peers(context.Background(), "example.test", "", tc.schemes...)
+			if err != nil && len(tc.schemes) == 1 {
+				t.Fatal(err)
 			}
-			wantErrContaining(t, "Cluster", err, tc.wantErr...)
-			if errors.Is(err, ErrNoSelf) != tc.noSelf {
-				t.Errorf("errors.Is(err, ErrNoSelf) = %v; want %v", !tc.noSelf, tc.noSelf)
+			var got []string
+			for _, p := range peers {
+				got = append(got, fmt.Sprintf("%s %s:%d %s %v", p.Scheme, p.Target, p.Port, p.Addr, p.Addrs))
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("Peers =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			if q := p.Queries(); len(q) != tc.queries {
+				t.Errorf("%d queries; want %d: %v", len(q), tc.queries, q)
 			}
 		})
 	}

@@ -179,15 +179,23 @@ func server(s string) string {
 	return net.JoinHostPort(strings.Trim(s, "[]"), "53")
 }
 
+// reply is what lookup keeps of an answer: the records of the asked type,
+// the additional section, and the server that gave them.
+type reply struct {
+	rrs    []dns.RR
+	extra  []dns.RR
+	server string
+}
+
 // lookup asks the servers in turn for name and qtype and returns the records
-// of that type in the answer (following CNAMEs within the answer) and the
-// server that gave them, or a *LookupError (several, joined, when every
-// server failed).
-func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns.RR, string, error) {
+// of that type in the answer (following CNAMEs within the answer), the
+// additional section and the server that gave them, or a *LookupError
+// (several, joined, when every server failed).
+func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) (reply, error) {
 	name = dns.Fqdn(name)
 	typ := dns.TypeToString[qtype]
 	if len(r.Servers) == 0 {
-		return nil, "", fmt.Errorf("lookup %s %s: %w", name, typ, ErrNoServers)
+		return reply{}, fmt.Errorf("lookup %s %s: %w", name, typ, ErrNoServers)
 	}
 	var errs []error
 	first := int(r.preferred.Load())
@@ -212,16 +220,16 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns
 		case dns.RcodeSuccess:
 			rrs := answers(resp, name, qtype)
 			if len(rrs) == 0 {
-				return nil, s, &LookupError{Name: name, Type: typ, Server: s, Rcode: resp.Rcode, Err: ErrNoData}
+				return reply{server: s}, &LookupError{Name: name, Type: typ, Server: s, Rcode: resp.Rcode, Err: ErrNoData}
 			}
-			return rrs, s, nil
+			return reply{rrs: rrs, extra: resp.Extra, server: s}, nil
 		case dns.RcodeNameError:
-			return nil, s, &LookupError{Name: name, Type: typ, Server: s, Rcode: resp.Rcode}
+			return reply{server: s}, &LookupError{Name: name, Type: typ, Server: s, Rcode: resp.Rcode}
 		default: // SERVFAIL, REFUSED, ...: another server may do better
 			errs = append(errs, &LookupError{Name: name, Type: typ, Server: s, Rcode: resp.Rcode})
 		}
 	}
-	return nil, "", joinErrors(errs)
+	return reply{}, joinErrors(errs)
 }
 
 // joinErrors is errors.Join on one line: nil for none, the error itself for

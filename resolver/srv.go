@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/miekg/dns"
 )
@@ -32,21 +33,67 @@ func SRVName(service, proto, domain string) string {
 // when all weights are 0). Targets are fully qualified, with the trailing
 // dot, as in DNS and as net.LookupSRV returns them.
 func (r *Resolver) LookupSRV(ctx context.Context, service, proto, domain string) ([]*net.SRV, error) {
+	srvs, _, err := r.lookupSRV(ctx, service, proto, domain)
+	return srvs, err
+}
+
+// lookupSRV is LookupSRV that also returns the addresses the answer's
+// additional section gives for the targets (A before AAAA, each in answer
+// order), keyed by the target in lower case.
+func (r *Resolver) lookupSRV(ctx context.Context, service, proto, domain string) ([]*net.SRV, map[string][]netip.Addr, error) {
 	name := SRVName(service, proto, domain)
-	rrs, srv, err := r.lookup(ctx, name, dns.TypeSRV)
+	rep, err := r.lookup(ctx, name, dns.TypeSRV)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	srvs := make([]*net.SRV, 0, len(rrs))
-	for _, rr := range rrs {
+	srvs := make([]*net.SRV, 0, len(rep.rrs))
+	for _, rr := range rep.rrs {
 		s := rr.(*dns.SRV)
 		srvs = append(srvs, &net.SRV{Target: s.Target, Port: s.Port, Priority: s.Priority, Weight: s.Weight})
 	}
 	if len(srvs) == 1 && srvs[0].Target == "." {
-		return nil, &LookupError{Name: name, Type: "SRV", Server: srv, Rcode: dns.RcodeSuccess, Err: ErrServiceUnavailable}
+		return nil, nil, &LookupError{Name: name, Type: "SRV", Server: rep.server, Rcode: dns.RcodeSuccess, Err: ErrServiceUnavailable}
 	}
 	r.sortSRV(srvs)
-	return srvs, nil
+	return srvs, additionalAddrs(srvs, rep.extra), nil
+}
+
+// additionalAddrs collects the A and AAAA records of extra (an answer's
+// additional section) that belong to one of the srvs' targets: servers add
+// the addresses of targets they know (BIND, Knot and PowerDNS do for names
+// in their zones), which saves a lookup per target. A target is absent from
+// the result when the section has no address of it.
+func additionalAddrs(srvs []*net.SRV, extra []dns.RR) map[string][]netip.Addr {
+	targets := map[string]bool{}
+	for _, s := range srvs {
+		targets[strings.ToLower(s.Target)] = true
+	}
+	addrs := map[string][]netip.Addr{}
+	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		for _, rr := range extra {
+			h := rr.Header()
+			name := strings.ToLower(h.Name)
+			if h.Rrtype != qtype || h.Class != dns.ClassINET || !targets[name] {
+				continue
+			}
+			if ip, ok := rrAddr(rr); ok {
+				addrs[name] = append(addrs[name], ip)
+			}
+		}
+	}
+	return addrs
+}
+
+// rrAddr returns the address of an A or AAAA record.
+func rrAddr(rr dns.RR) (netip.Addr, bool) {
+	switch rr := rr.(type) {
+	case *dns.A:
+		return netip.AddrFromSlice(rr.A.To4())
+	case *dns.AAAA:
+		ip, ok := netip.AddrFromSlice(rr.AAAA.To16())
+		return ip.Unmap(), ok
+	}
+	return netip.Addr{}, false
 }
 
 // sortSRV orders srvs as RFC 2782 asks: ascending priority, then a weighted
@@ -104,9 +151,9 @@ func (r *Resolver) LookupHost(ctx context.Context, name string) ([]netip.Addr, e
 		return []netip.Addr{ip.Unmap()}, nil
 	}
 	var addrs []netip.Addr
-	rrs, _, errA := r.lookup(ctx, name, dns.TypeA)
-	for _, rr := range rrs {
-		if ip, ok := netip.AddrFromSlice(rr.(*dns.A).A.To4()); ok {
+	repA, errA := r.lookup(ctx, name, dns.TypeA)
+	for _, rr := range repA.rrs {
+		if ip, ok := rrAddr(rr); ok {
 			addrs = append(addrs, ip)
 		}
 	}
@@ -114,10 +161,10 @@ func (r *Resolver) LookupHost(ctx context.Context, name string) ([]netip.Addr, e
 	if errors.As(errA, &le) && le.Rcode == dns.RcodeNameError {
 		return nil, errA // the name does not exist: no need to ask for AAAA
 	}
-	rrs, _, errAAAA := r.lookup(ctx, name, dns.TypeAAAA)
-	for _, rr := range rrs {
-		if ip, ok := netip.AddrFromSlice(rr.(*dns.AAAA).AAAA.To16()); ok {
-			addrs = append(addrs, ip.Unmap())
+	repAAAA, errAAAA := r.lookup(ctx, name, dns.TypeAAAA)
+	for _, rr := range repAAAA.rrs {
+		if ip, ok := rrAddr(rr); ok {
+			addrs = append(addrs, ip)
 		}
 	}
 	switch {
