@@ -97,7 +97,7 @@ func Bootstrap(ctx context.Context, cfg Config, version string, log *slog.Logger
 		if err := publishDNS(); err != nil {
 			return nil, err
 		}
-		if out.members, err = srvCluster(ctx, cfg, self, log); err != nil {
+		if out.members, out.addrs, err = srvCluster(ctx, cfg, self, log); err != nil {
 			return nil, err
 		}
 		out.size = len(out.members)
@@ -148,7 +148,7 @@ func Bootstrap(ctx context.Context, cfg Config, version string, log *slog.Logger
 	}
 	log.Info("wrote environment file", "path", cfg.EnvFile, "initial_cluster", cluster)
 	if cfg.DiscoverySRV == "" || cfg.Output == "static" {
-		waitForLead(ctx, out.members, self, cfg.PeerWait, log)
+		waitForLead(ctx, out.members, self, cfg.PeerWait, out.addrs, log)
 	}
 	return &Result{Role: RoleMember, State: "new", Source: source, Members: out.members, EnvFile: cfg.EnvFile}, nil
 }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -38,8 +40,10 @@ func leadURL(members []Member, self Member) (string, bool) {
 
 // waitForLead waits, at most bound, until the lead member answers HTTP on
 // its peer URL, so that this member's etcd finds a serving peer first. It
-// never fails: a dead lead only costs the bound.
-func waitForLead(ctx context.Context, members []Member, self Member, bound time.Duration, log *slog.Logger) {
+// never fails: a dead lead only costs the bound. A lead URL with a DNS name
+// is reached at its address in addrs (host in lower case → address), else
+// resolved once.
+func waitForLead(ctx context.Context, members []Member, self Member, bound time.Duration, addrs map[string]netip.Addr, log *slog.Logger) {
 	if bound <= 0 || len(members) < 2 {
 		return
 	}
@@ -52,7 +56,6 @@ func waitForLead(ctx context.Context, members []Member, self Member, bound time.
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	log.Info("waiting for the lead member to serve before starting", "lead", lead, "at_most", bound.String())
-	// A lead URL with a DNS name is resolved once, not on every try.
 	var (
 		dialer   net.Dialer
 		mu       sync.Mutex // the transport dials on goroutines of its own
@@ -66,11 +69,15 @@ func waitForLead(ctx context.Context, members []Member, self Member, bound time.
 			if err != nil {
 				return nil, err
 			}
-			ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-			if err != nil || len(ips) == 0 {
-				return nil, fmt.Errorf("resolve %s: %v", host, err)
+			ip, ok := addrs[strings.ToLower(host)]
+			if !ok {
+				ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+				if err != nil || len(ips) == 0 {
+					return nil, fmt.Errorf("resolve %s: %v", host, err)
+				}
+				ip = ips[0]
 			}
-			resolved = net.JoinHostPort(ips[0].Unmap().String(), port)
+			resolved = net.JoinHostPort(ip.Unmap().String(), port)
 		}
 		return dialer.DialContext(ctx, network, resolved)
 	}

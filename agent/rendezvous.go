@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"path"
 	"slices"
 	"strings"
@@ -33,6 +34,9 @@ type outcome struct {
 	size    int
 	members []Member // the first size members in registration order
 	full    bool     // this host is not among them
+	// addrs holds the addresses of peer URL hosts that are DNS names, as
+	// the SRV answers gave them (SRV mode), so they need no lookup.
+	addrs map[string]netip.Addr
 }
 
 func newRendezvous(reg *registry.Client, self Member, log *slog.Logger) *rendezvous {

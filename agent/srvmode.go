@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/resolver"
@@ -41,11 +43,12 @@ func (c *Config) resolver() (*resolver.Resolver, error) {
 // srvCluster waits until the SRV records of --discovery-srv describe at
 // least --size members, this one among them, and returns the initial
 // cluster etcd derives from them (its own entry named --name, the others
-// "0", "1", ...; peer URLs built from the SRV targets).
-func srvCluster(ctx context.Context, cfg Config, self Member, log *slog.Logger) ([]Member, error) {
+// "0", "1", ...; peer URLs built from the SRV targets), and the addresses
+// the targets resolved to.
+func srvCluster(ctx context.Context, cfg Config, self Member, log *slog.Logger) ([]Member, map[string]netip.Addr, error) {
 	res, err := cfg.resolver()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	domain := dnsName(cfg.DiscoverySRV)
 	var last error
@@ -53,18 +56,24 @@ func srvCluster(ctx context.Context, cfg Config, self Member, log *slog.Logger) 
 	for {
 		// Only the service of this member's scheme: the others use the
 		// same one, and it saves a query per try.
-		cluster, err := res.Cluster(ctx, domain, cfg.DNS.SRVName, self.PeerURLs, self.Name, cfg.Scheme)
+		cluster, peers, err := res.ClusterPeers(ctx, domain, cfg.DNS.SRVName, self.PeerURLs, self.Name, cfg.Scheme)
 		if err == nil {
 			members, perr := ParseCluster(cluster)
 			switch {
 			case perr != nil:
-				return nil, fmt.Errorf("%w: SRV records of %s: %w", ErrDNS, domain, perr)
+				return nil, nil, fmt.Errorf("%w: SRV records of %s: %w", ErrDNS, domain, perr)
 			case len(members) >= cfg.Size:
 				if len(members) > cfg.Size {
 					log.Warn("SRV records show more members than --size; using them all", "have", len(members), "size", cfg.Size)
 				}
 				log.Info("SRV records describe the cluster", "domain", domain, "initial_cluster", cluster)
-				return members, nil
+				addrs := map[string]netip.Addr{}
+				for _, p := range peers {
+					if p.Err == nil {
+						addrs[strings.ToLower(strings.TrimSuffix(p.Target, "."))] = p.Addr.Addr()
+					}
+				}
+				return members, addrs, nil
 			}
 			last = fmt.Errorf("%d of %d members in the SRV records", len(members), cfg.Size)
 		} else {
@@ -75,7 +84,7 @@ func srvCluster(ctx context.Context, cfg Config, self Member, log *slog.Logger) 
 			report = time.Now()
 		}
 		if err := sleep(ctx, 250*time.Millisecond); err != nil {
-			return nil, fmt.Errorf("%w waiting for the SRV records of %s: %v", ErrTimeout, domain, last)
+			return nil, nil, fmt.Errorf("%w waiting for the SRV records of %s: %v", ErrTimeout, domain, last)
 		}
 	}
 }

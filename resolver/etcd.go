@@ -161,24 +161,32 @@ func firstAddr(addrs []netip.Addr) netip.Addr {
 // schemes limits the services asked (etcd asks both); a member that knows
 // every member uses its own scheme asks one and saves a query.
 func (r *Resolver) Cluster(ctx context.Context, domain, srvName string, advertisePeerURLs []string, selfName string, schemes ...string) (string, error) {
+	cluster, _, err := r.ClusterPeers(ctx, domain, srvName, advertisePeerURLs, selfName, schemes...)
+	return cluster, err
+}
+
+// ClusterPeers is Cluster that also returns the records it derived the
+// cluster from, with their addresses, so that a caller can reach the
+// members without resolving their names again.
+func (r *Resolver) ClusterPeers(ctx context.Context, domain, srvName string, advertisePeerURLs []string, selfName string, schemes ...string) (string, []Peer, error) {
 	if len(advertisePeerURLs) == 0 {
-		return "", errors.New("no advertised peer URLs")
+		return "", nil, errors.New("no advertised peer URLs")
 	}
 	self := map[netip.AddrPort]*url.URL{}
 	var selfAddrs []string
 	for _, s := range advertisePeerURLs {
 		u, err := url.Parse(s)
 		if err != nil {
-			return "", fmt.Errorf("advertised peer URL: %w", err)
+			return "", nil, fmt.Errorf("advertised peer URL: %w", err)
 		}
 		host, port := u.Hostname(), u.Port()
 		n, err := strconv.ParseUint(port, 10, 16)
 		if host == "" || err != nil {
-			return "", fmt.Errorf("advertised peer URL %q: want scheme://host:port", s)
+			return "", nil, fmt.Errorf("advertised peer URL %q: want scheme://host:port", s)
 		}
 		addrs, err := r.LookupHost(ctx, host)
 		if err != nil {
-			return "", fmt.Errorf("resolve advertised peer URL %s: %w", s, err)
+			return "", nil, fmt.Errorf("resolve advertised peer URL %s: %w", s, err)
 		}
 		ap := netip.AddrPortFrom(firstAddr(addrs), uint16(n))
 		self[ap] = u
@@ -219,17 +227,17 @@ func (r *Resolver) Cluster(ctx context.Context, domain, srvName string, advertis
 	if len(parts) == 0 {
 		switch {
 		case lookupErr == nil:
-			return "", fmt.Errorf("SRV discovery for %s: no usable record: %s", domain, strings.Join(seen, ", "))
+			return "", nil, fmt.Errorf("SRV discovery for %s: no usable record: %s", domain, strings.Join(seen, ", "))
 		case len(seen) > 0:
-			return "", fmt.Errorf("SRV discovery for %s: no usable record: %s; %w", domain, strings.Join(seen, ", "), lookupErr)
+			return "", nil, fmt.Errorf("SRV discovery for %s: no usable record: %s; %w", domain, strings.Join(seen, ", "), lookupErr)
 		}
-		return "", fmt.Errorf("SRV discovery for %s: %w", domain, lookupErr)
+		return "", nil, fmt.Errorf("SRV discovery for %s: %w", domain, lookupErr)
 	}
 	if !names[selfName] {
-		return "", fmt.Errorf("%w %q in SRV records of %s: advertised peer URLs resolve to %s; records: %s",
+		return "", nil, fmt.Errorf("%w %q in SRV records of %s: advertised peer URLs resolve to %s; records: %s",
 			ErrNoSelf, selfName, strings.TrimSuffix(domain, "."), strings.Join(selfAddrs, ", "), strings.Join(seen, ", "))
 	}
-	return strings.Join(parts, ","), nil
+	return strings.Join(parts, ","), peers, nil
 }
 
 // ClientURLs returns the client endpoints etcdctl --discovery-srv domain
