@@ -40,6 +40,13 @@ func (c *Config) resolver() (*resolver.Resolver, error) {
 	return r, nil
 }
 
+// The pauses between SRV lookups while members are missing: srvPollMin,
+// doubling up to srvPollMax.
+const (
+	srvPollMin = 50 * time.Millisecond
+	srvPollMax = 2 * time.Second
+)
+
 // srvCluster waits until the SRV records of --discovery-srv describe at
 // least --size members, this one among them, and returns the initial
 // cluster etcd derives from them (its own entry named --name, the others
@@ -52,8 +59,8 @@ func srvCluster(ctx context.Context, cfg Config, self Member, log *slog.Logger) 
 	}
 	domain := dnsName(cfg.DiscoverySRV)
 	var last error
-	report := time.Now()
-	for {
+	var report time.Time // when the wait was last logged: at once, then every 10 s
+	for pause := srvPollMin; ; pause = min(2*pause, srvPollMax) {
 		// Only the service of this member's scheme: the others use the
 		// same one, and it saves a query per try.
 		cluster, peers, err := res.ClusterPeers(ctx, domain, cfg.DNS.SRVName, self.PeerURLs, self.Name, cfg.Scheme)
@@ -83,7 +90,10 @@ func srvCluster(ctx context.Context, cfg Config, self Member, log *slog.Logger) 
 			log.Info("waiting for the SRV records to show every member", "domain", domain, "want", cfg.Size, "last", last.Error())
 			report = time.Now()
 		}
-		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+		// Hosts that start together see each other within tens of
+		// milliseconds; a host that waits longer for late ones asks less
+		// and less often, at most every srvPollMax.
+		if err := sleep(ctx, pause); err != nil {
 			return nil, nil, fmt.Errorf("%w waiting for the SRV records of %s: %v", ErrTimeout, domain, last)
 		}
 	}

@@ -94,31 +94,8 @@ func (n *Network) Named(t testing.TB, zone string) *DNSServer {
 func newNamed(t testing.TB, zone, netns string, listen netip.Addr) *DNSServer {
 	t.Helper()
 	bin := NamedBinary(t)
-	keygen := bindTool(t, "tsig-keygen", "bind9-utils")
-	zone = dns.Fqdn(zone)
-	dir := t.TempDir()
-	s := &DNSServer{
-		Kind:         "bind",
-		Zone:         zone,
-		Dir:          dir,
-		KeyFile:      filepath.Join(dir, "update.key"),
-		WrongKeyFile: filepath.Join(dir, "wrong.key"),
-		KeyName:      "eda-test-key",
-		Algorithm:    "hmac-sha256",
-		netns:        netns,
-		listen:       listen,
-	}
-	var err error
-	if s.Secret, err = tsigKeygen(keygen, s.Algorithm, s.KeyName, s.KeyFile); err != nil {
-		t.Fatal(err)
-	}
-	wrong, err := tsigKeygen(keygen, s.Algorithm, s.KeyName, s.WrongKeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if wrong == s.Secret {
-		t.Fatalf("tsig-keygen made the same secret twice: %s", wrong)
-	}
+	s := newDNSServer(t, "bind", zone)
+	s.netns, s.listen = netns, listen
 	s.start(t, bin, fmt.Sprintf("update-policy { grant %q zonesub ANY; };", s.KeyName))
 	return s
 }
@@ -134,16 +111,50 @@ func (s *DNSServer) WithPolicy(t testing.TB, policy string) *DNSServer {
 	return &other
 }
 
+// newDNSServer returns the DNSServer of a server of kind for zone, with
+// its Dir and its keys (tsig-keygen's), not yet started.
+func newDNSServer(t testing.TB, kind, zone string) *DNSServer {
+	t.Helper()
+	keygen := bindTool(t, "tsig-keygen", "bind9-utils")
+	dir := t.TempDir()
+	s := &DNSServer{
+		Kind:         kind,
+		Zone:         dns.Fqdn(zone),
+		Dir:          dir,
+		KeyFile:      filepath.Join(dir, "update.key"),
+		WrongKeyFile: filepath.Join(dir, "wrong.key"),
+		KeyName:      "eda-test-key",
+		Algorithm:    "hmac-sha256",
+	}
+	var err error
+	if s.Secret, err = tsigKeygen(keygen, s.Algorithm, s.KeyName, s.KeyFile); err != nil {
+		t.Fatal(err)
+	}
+	wrong, err := tsigKeygen(keygen, s.Algorithm, s.KeyName, s.WrongKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wrong == s.Secret {
+		t.Fatalf("tsig-keygen made the same secret twice: %s", wrong)
+	}
+	return s
+}
+
+// zoneText is the zone every test server starts with: its SOA, NS
+// ns1.ZONE and ns1.ZONE A 127.0.0.1.
+func zoneText(zone string) string {
+	return fmt.Sprintf("$TTL 60\n"+
+		"@ IN SOA ns1.%[1]s hostmaster.%[1]s 1 3600 600 86400 5\n"+
+		"@ IN NS ns1.%[1]s\n"+
+		"ns1.%[1]s IN A 127.0.0.1\n", zone)
+}
+
 // start writes s's zone and configuration into s.Dir and runs named until
 // it answers.
 func (s *DNSServer) start(t testing.TB, bin, policy string) {
 	t.Helper()
 	zoneFile := filepath.Join(s.Dir, "zone.db")
-	zoneText := fmt.Sprintf("$TTL 60\n"+
-		"@ IN SOA ns1.%[1]s hostmaster.%[1]s 1 3600 600 86400 5\n"+
-		"@ IN NS ns1.%[1]s\n"+
-		"ns1.%[1]s IN A 127.0.0.1\n", s.Zone)
-	if err := os.WriteFile(zoneFile, []byte(zoneText), 0o644); err != nil {
+	if err := os.WriteFile(zoneFile, []byte(zoneText(s.Zone)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// The port was free a moment ago; another process may take it before

@@ -54,8 +54,9 @@ type Updater struct {
 // using RFC 2136 section 2.5.1 "Add To An RRset" for each record, with no
 // prerequisites. Publishing again is a no-op for the server (RFC 2136
 // section 3.4.2.2: an RR identical to an existing one is not added again;
-// a different TTL changes the RRset's TTL). Errors from the server are
-// *UpdateError.
+// a TTL that differs from the RRset's is the server's choice: BIND sets
+// the RRset's TTL to it, Knot leaves records that exist as they are). Errors
+// from the server are *UpdateError.
 func (u *Updater) Publish(ctx context.Context, h Host) error {
 	return u.send(ctx, "publish", h, publishMsg)
 }

@@ -112,7 +112,7 @@ func (u *Updater) answerError(op string, h Host, req, r *dns.Msg, err error) err
 	case e.TSIGError != 0:
 		e.hint = u.tsigHint(t)
 	case r.Rcode != dns.RcodeSuccess:
-		e.hint = u.rcodeHint(r.Rcode, h)
+		e.hint = u.rcodeHint(r.Rcode, h, t != nil)
 	case t == nil:
 		e.hint = "the server answered without a TSIG signature, so the answer cannot be trusted and the update may or may not have been applied; " +
 			"check that " + u.Server + " is the zone's primary and that nothing between us rewrites DNS"
@@ -129,9 +129,10 @@ func (u *Updater) tsigHint(t *dns.TSIG) string {
 	alg := normalAlgorithm(u.Key.Algorithm)
 	switch int(t.Error) {
 	case dns.RcodeBadKey:
-		return fmt.Sprintf("the server does not know key %q with algorithm %s: "+
-			"the key's name and algorithm must match a key statement on the server exactly; "+
-			"install this key file's key there (BIND: include it in named.conf), or use the key file the server's administrator issued", u.Key.Name, alg)
+		return fmt.Sprintf("the server does not know key %q with algorithm %s, or (Knot) no ACL of the zone lets it update: "+
+			"the key's name and algorithm must match a key on the server exactly; "+
+			"install this key file's key there (BIND: include it in named.conf; Knot: a key: entry and an acl: with action: update for the zone), "+
+			"or use the key file the server's administrator issued", u.Key.Name, alg)
 	case dns.RcodeBadSig:
 		return fmt.Sprintf("the server knows key %q but our signature did not verify: "+
 			"the secret in the key file differs from the server's copy of the key (or the algorithm differs); copy the key file from the server again", u.Key.Name)
@@ -165,16 +166,24 @@ func tsigOtherTime(t *dns.TSIG) (uint64, bool) {
 }
 
 // rcodeHint explains an rcode in an answer without a TSIG error (RFC 2136
-// section 2.2).
-func (u *Updater) rcodeHint(rc int, h Host) string {
+// section 2.2); signed tells whether the server signed its answer.
+func (u *Updater) rcodeHint(rc int, h Host, signed bool) string {
 	zone := dns.Fqdn(u.Zone)
 	switch rc {
 	case dns.RcodeRefused:
-		return fmt.Sprintf("the server does not let key %q update these records (%s and %s SRV, %s A/AAAA) in zone %s: "+
-			"its allow-update or update-policy does not grant them, updates are off, or it is a secondary; "+
-			"for BIND put into zone %q: update-policy { grant %q subdomain %s SRV A AAAA; };",
+		if !signed {
+			// PowerDNS answers a signature it rejects this way, where BIND
+			// and Knot send NOTAUTH with a TSIG error.
+			return fmt.Sprintf("the server refused the update without signing its answer: it did not accept key %q "+
+				"(its secret, name or algorithm differs from the server's copy, or the clocks differ by more than %d s), "+
+				"or it takes no updates from this address; check the key and the server's log", u.Key.Name, fudge)
+		}
+		return fmt.Sprintf("the server does not let key %q update these records (%s and %s SRV, %s A/AAAA) in zone %s, "+
+			"updates are off, or it is a secondary; grant them: "+
+			"BIND: in zone %q, update-policy { grant %q subdomain %s SRV A AAAA; }; "+
+			"PowerDNS: dnsupdate=yes, allow-dnsupdate-from with this host's address, and pdnsutil set-meta %s TSIG-ALLOW-DNSUPDATE %s",
 			u.Key.Name, h.PeerService(), h.ClientService(), h.Target(), zone,
-			strings.TrimSuffix(zone, "."), u.Key.Name, h.domain())
+			strings.TrimSuffix(zone, "."), u.Key.Name, h.domain(), strings.TrimSuffix(zone, "."), u.Key.Name)
 	case dns.RcodeNotAuth:
 		return fmt.Sprintf("the server is not authoritative for zone %s, or did not accept our signature: "+
 			"check the zone name and that %s is the zone's primary server", zone, u.Server)
