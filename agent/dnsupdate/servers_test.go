@@ -20,8 +20,14 @@ import (
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
 )
 
-// bindUpdater reads keyFile and returns an Updater for s's zone.
-func bindUpdater(t *testing.T, s *testenv.DNSServer, keyFile string) *Updater {
+// dnsServers are the real servers the updater is tested against, each
+// started for one zone.
+func dnsServers() []func(testing.TB, string) *testenv.DNSServer {
+	return []func(testing.TB, string) *testenv.DNSServer{testenv.Named, testenv.Knot, testenv.PowerDNS}
+}
+
+// updater reads keyFile and returns an Updater for s's zone.
+func updater(t *testing.T, s *testenv.DNSServer, keyFile string) *Updater {
 	t.Helper()
 	k, err := ReadKeyFile(keyFile)
 	if err != nil {
@@ -121,7 +127,7 @@ func expect(hosts ...Host) []string {
 	return want
 }
 
-func bindHosts() []Host {
+func threeHosts() []Host {
 	hosts := make([]Host, 3)
 	for i := range hosts {
 		hosts[i] = testHost(fmt.Sprintf("infra%d", i+1), fmt.Sprintf("127.0.0.%d", 21+i))
@@ -129,12 +135,19 @@ func bindHosts() []Host {
 	return hosts
 }
 
-// Three hosts publish at once into one zone of a real BIND; re-publishing
-// changes nothing; withdrawing one leaves exactly the others.
-func TestBINDPublishWithdraw(t *testing.T) {
-	s := testenv.Named(t, "example.test")
-	u := bindUpdater(t, s, s.KeyFile)
-	hosts := bindHosts()
+// Three hosts publish at once into one zone of a real BIND, Knot and
+// PowerDNS; re-publishing changes nothing; withdrawing one leaves exactly
+// the others.
+func TestPublishWithdraw(t *testing.T) {
+	for _, start := range dnsServers() {
+		s := start(t, "example.test")
+		t.Run(s.Kind, func(t *testing.T) { testPublishWithdraw(t, s) })
+	}
+}
+
+func testPublishWithdraw(t *testing.T, s *testenv.DNSServer) {
+	u := updater(t, s, s.KeyFile)
+	hosts := threeHosts()
 	ctx := context.Background()
 
 	before := view(t, s.Addr, s.Zone, hosts...)
@@ -232,7 +245,7 @@ func checkRejected(t *testing.T, s *testenv.DNSServer, err error, code string, h
 	if !errors.As(err, &ue) {
 		t.Fatalf("got %v, want *UpdateError %s", err, code)
 	}
-	t.Logf("BIND answered %s (rcode %d, TSIG error %d):\n  %v", ue.Code(), ue.Rcode, ue.TSIGError, err)
+	t.Logf("%s answered %s (rcode %d, TSIG error %d):\n  %v", s.Kind, ue.Code(), ue.Rcode, ue.TSIGError, err)
 	if ue.Code() != code {
 		t.Errorf("code %q, want %q", ue.Code(), code)
 	}
@@ -255,38 +268,57 @@ func checkRejected(t *testing.T, s *testenv.DNSServer, err error, code string, h
 	return ue
 }
 
-// Updates BIND must reject, and what it answers.
-func TestBINDRejects(t *testing.T) {
-	s := testenv.Named(t, "example.test")
+// Updates the servers must reject, and what each answers: BIND and Knot
+// NOTAUTH with a TSIG error, PowerDNS REFUSED without a signature for
+// every key problem.
+func TestRejects(t *testing.T) {
+	for _, start := range dnsServers() {
+		s := start(t, "example.test")
+		t.Run(s.Kind, func(t *testing.T) { testRejects(t, s) })
+	}
+}
+
+func testRejects(t *testing.T, s *testenv.DNSServer) {
 	h := testHost("infra9", "127.0.0.29")
 	ctx := context.Background()
+	// keyProblem is what the server answers to a key it does not accept:
+	// PowerDNS answers them all alike.
+	keyProblem := func(code string, want ...string) (string, []string) {
+		if s.Kind == "powerdns" {
+			return "REFUSED", []string{"refused the update without signing its answer", `did not accept key "`}
+		}
+		return code, want
+	}
 
 	t.Run("wrong secret", func(t *testing.T) {
 		// testenv's WrongKeyFile: the right name and algorithm, another
 		// secret.
-		u := bindUpdater(t, s, s.WrongKeyFile)
-		checkRejected(t, s, u.Publish(ctx, h), "NOTAUTH/BADSIG", h,
+		u := updater(t, s, s.WrongKeyFile)
+		code, want := keyProblem("NOTAUTH/BADSIG",
 			`the server knows key "eda-test-key" but our signature did not verify`, "secret in the key file differs")
+		checkRejected(t, s, u.Publish(ctx, h), code, h, want...)
 	})
 	t.Run("unknown key name", func(t *testing.T) {
-		u := bindUpdater(t, s, s.KeyFile)
+		u := updater(t, s, s.KeyFile)
 		u.Key.Name = "no-such-key"
-		checkRejected(t, s, u.Publish(ctx, h), "NOTAUTH/BADKEY", h,
-			`the server does not know key "no-such-key" with algorithm hmac-sha256`)
+		code, want := keyProblem("NOTAUTH/BADKEY", `the server does not know key "no-such-key" with algorithm hmac-sha256`)
+		checkRejected(t, s, u.Publish(ctx, h), code, h, want...)
 	})
 	t.Run("wrong algorithm", func(t *testing.T) {
-		u := bindUpdater(t, s, s.KeyFile)
+		u := updater(t, s, s.KeyFile)
 		u.Key.Algorithm = "hmac-sha512"
-		checkRejected(t, s, u.Publish(ctx, h), "NOTAUTH/BADKEY", h, "with algorithm hmac-sha512")
+		code, want := keyProblem("NOTAUTH/BADKEY", "with algorithm hmac-sha512")
+		checkRejected(t, s, u.Publish(ctx, h), code, h, want...)
 	})
 	t.Run("clock off by two hours", func(t *testing.T) {
-		u := bindUpdater(t, s, s.KeyFile)
+		u := updater(t, s, s.KeyFile)
 		u.now = func() time.Time { return time.Now().Add(-2 * time.Hour) }
-		checkRejected(t, s, u.Publish(ctx, h), "NOTAUTH/BADTIME", h,
+		code, want := keyProblem("NOTAUTH/BADTIME",
 			"differ by more than the 300 s TSIG fudge", "the server's clock is 2h0m", "ahead", "NTP")
+		checkRejected(t, s, u.Publish(ctx, h), code, h, want...)
 	})
 	t.Run("zone the server does not serve", func(t *testing.T) {
-		u := bindUpdater(t, s, s.KeyFile)
+		u := updater(t, s, s.KeyFile)
 		u.Zone = "other.test"
 		other := h
 		other.Domain = "other.test"
@@ -294,7 +326,7 @@ func TestBINDRejects(t *testing.T) {
 			"not authoritative for zone other.test.")
 	})
 	t.Run("name outside the zone", func(t *testing.T) {
-		u := bindUpdater(t, s, s.KeyFile)
+		u := updater(t, s, s.KeyFile)
 		outside := h
 		outside.Domain = "example.org"
 		// Publish refuses before sending ...
@@ -302,8 +334,8 @@ func TestBINDRejects(t *testing.T) {
 		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "would answer NOTZONE") {
 			t.Fatalf("Publish outside the zone = %v", err)
 		}
-		// ... what BIND would answer: an update for example.test. with
-		// names in example.org.
+		// ... what the server would answer: an update for example.test.
+		// with names in example.org.
 		m := publishMsg(u.Zone, outside.RRs())
 		u.sign(m)
 		r, xerr := u.exchange(ctx, m)
@@ -321,7 +353,7 @@ func TestBINDRefused(t *testing.T) {
 	ctx := context.Background()
 
 	narrow := s.WithPolicy(t, fmt.Sprintf(`update-policy { grant %q name only-this.example.test. TXT; };`, s.KeyName))
-	u := bindUpdater(t, s, s.KeyFile)
+	u := updater(t, s, s.KeyFile)
 	u.Server = narrow.Addr
 	err := u.Publish(ctx, h)
 	var ue *UpdateError
@@ -348,5 +380,36 @@ func TestBINDRefused(t *testing.T) {
 	}
 	if err := u.Withdraw(ctx, h); err != nil {
 		t.Fatalf("withdraw with the suggested %s: %v", policy, err)
+	}
+}
+
+// PowerDNS: a key it knows but that the zone's TSIG-ALLOW-DNSUPDATE does
+// not name gets a signed REFUSED, and the pdnsutil command the message
+// suggests makes it work.
+func TestPowerDNSRefused(t *testing.T) {
+	s := testenv.PowerDNS(t, "example.test")
+	h := testHost("infra1", "127.0.0.21")
+	ctx := context.Background()
+
+	// A second key, known to the server, not allowed to update.
+	u := updater(t, s, s.KeyFile)
+	u.Key.Name = "other-key"
+	s.PDNSUtil(t, "import-tsig-key", u.Key.Name, s.Algorithm, s.Secret)
+	err := u.Publish(ctx, h)
+	ue := checkRejected(t, s, err, "REFUSED", h, `does not let key "other-key" update these records`)
+	if ue.TSIGError != 0 {
+		t.Errorf("TSIG error %d", ue.TSIGError)
+	}
+	cmd := regexp.MustCompile(`pdnsutil (set-meta \S+ TSIG-ALLOW-DNSUPDATE \S+)`).FindStringSubmatch(err.Error())
+	if cmd == nil {
+		t.Fatalf("no pdnsutil set-meta command in %v", err)
+	}
+	// set-meta replaces the list: name both keys.
+	s.PDNSUtil(t, append(strings.Fields(cmd[1]), s.KeyName)...)
+	if err := u.Publish(ctx, h); err != nil {
+		t.Fatalf("after pdnsutil %s: %v", cmd[1], err)
+	}
+	if v := view(t, s.Addr, s.Zone, h); !slices.Equal(v.records, expect(h)) {
+		t.Fatalf("after pdnsutil %s: %q", cmd[1], v.records)
 	}
 }
