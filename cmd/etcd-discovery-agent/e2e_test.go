@@ -544,19 +544,29 @@ func TestTokenWithoutAValidSize(t *testing.T) {
 	}
 }
 
-// dnsFlags are the bootstrap flags that publish into named's zone.
+// dnsFlags are the bootstrap flags that publish into n's zone.
 func dnsFlags(n *testenv.DNSServer, keyFile string) []string {
 	return []string{"--publish-server", n.Addr, "--publish-zone", "example.test", "--tsig-key-file", keyFile}
 }
 
+// Three hosts bootstrap by token and publish their SRV records, into BIND,
+// Knot and PowerDNS: the zone holds exactly their records, lookup reads
+// the cluster from them, withdraw takes one host's out, and a wrong key
+// leaves the zone as it was and writes no env file.
 func TestHostsPublishTheirSRVRecords(t *testing.T) {
-	named := testenv.Named(t, "example.test.")
+	for _, start := range []func(testing.TB, string) *testenv.DNSServer{testenv.Named, testenv.Knot, testenv.PowerDNS} {
+		server := start(t, "example.test.")
+		t.Run(server.Kind, func(t *testing.T) { testHostsPublish(t, server) })
+	}
+}
+
+func testHostsPublish(t *testing.T, server *testenv.DNSServer) {
 	registry, _ := testenv.Registry(t)
 	discovery := newToken(t, registry, 3)
 	hosts := testenv.Hosts(t, "infra", 3)
 	procs := make([]*testenv.Process, len(hosts))
 	for i, h := range hosts {
-		procs[i] = testenv.StartHost(t, agentBin, h, discovery, dnsFlags(named, named.KeyFile)...)
+		procs[i] = testenv.StartHost(t, agentBin, h, discovery, dnsFlags(server, server.KeyFile)...)
 	}
 	for i, h := range hosts {
 		testenv.WaitHealthy(t, procs[i], 60*time.Second, h.ClientURL())
@@ -567,42 +577,43 @@ func TestHostsPublishTheirSRVRecords(t *testing.T) {
 	checkCluster(t, discovery, hosts)
 
 	counts := func() string {
-		return fmt.Sprint(len(named.Records(t, "_etcd-server._tcp.example.test.", dns.TypeSRV)),
-			len(named.Records(t, "_etcd-client._tcp.example.test.", dns.TypeSRV)),
-			len(named.Records(t, hosts[0].Name+".example.test.", dns.TypeA))+
-				len(named.Records(t, hosts[1].Name+".example.test.", dns.TypeA))+
-				len(named.Records(t, hosts[2].Name+".example.test.", dns.TypeA)))
+		return fmt.Sprint(len(server.Records(t, "_etcd-server._tcp.example.test.", dns.TypeSRV)),
+			len(server.Records(t, "_etcd-client._tcp.example.test.", dns.TypeSRV)),
+			len(server.Records(t, hosts[0].Name+".example.test.", dns.TypeA))+
+				len(server.Records(t, hosts[1].Name+".example.test.", dns.TypeA))+
+				len(server.Records(t, hosts[2].Name+".example.test.", dns.TypeA)))
 	}
 	if got := counts(); got != "3 3 3" {
 		t.Fatalf("peer SRV, client SRV, A records: %s; want 3 3 3", got)
 	}
 
 	// lookup prints the cluster the records describe, as etcd derives it.
-	code, out := runAgent(t, "lookup", "--srv-domain", "example.test", "--dns-resolver", named.Addr)
+	code, out := runAgent(t, "lookup", "--srv-domain", "example.test", "--dns-resolver", server.Addr)
 	if code != 0 || strings.Count(out, "=http://") != 3 || !strings.Contains(out, hosts[0].Name+"=http://"+hosts[0].Name+".example.test:2380") {
 		t.Errorf("lookup: exit %d:\n%s", code, out)
 	}
 
 	// withdraw removes one host's records and leaves the others.
-	code, out = runAgent(t, append([]string{"withdraw", "--name", hosts[1].Name, "--advertise-address", hosts[1].Addr.String()}, dnsFlags(named, named.KeyFile)...)...)
+	code, out = runAgent(t, append([]string{"withdraw", "--name", hosts[1].Name, "--advertise-address", hosts[1].Addr.String()}, dnsFlags(server, server.KeyFile)...)...)
 	if code != 0 {
 		t.Fatalf("withdraw: exit %d:\n%s", code, out)
 	}
 	if got := counts(); got != "2 2 2" {
 		t.Errorf("after withdraw: %s; want 2 2 2", got)
 	}
-	if len(named.Records(t, hosts[1].Name+".example.test.", dns.TypeA)) != 0 {
+	if len(server.Records(t, hosts[1].Name+".example.test.", dns.TypeA)) != 0 {
 		t.Error("withdraw left the host's A record")
 	}
 
 	// A wrong key is refused, clearly; nothing changes and no env file is written.
 	late := testenv.Hosts(t, "late", 1)[0]
 	one := newToken(t, registry, 1)
-	code, out = runAgent(t, testenv.AgentArgs(late, one, dnsFlags(named, named.WrongKeyFile)...)...)
-	if code != exitDNS || !strings.Contains(out, "BADSIG") || !strings.Contains(out, "secret") {
-		t.Errorf("wrong key: exit %d, want %d naming BADSIG:\n%s", code, exitDNS, out)
+	code, out = runAgent(t, testenv.AgentArgs(late, one, dnsFlags(server, server.WrongKeyFile)...)...)
+	refusal := map[string]string{"bind": "NOTAUTH/BADSIG", "knot": "NOTAUTH/BADSIG", "powerdns": "REFUSED"}[server.Kind]
+	if code != exitDNS || !strings.Contains(out, refusal) || !strings.Contains(out, "secret") {
+		t.Errorf("wrong key: exit %d, want %d naming %s:\n%s", code, exitDNS, refusal, out)
 	}
-	key, _ := os.ReadFile(named.WrongKeyFile)
+	key, _ := os.ReadFile(server.WrongKeyFile)
 	if secret := regexp.MustCompile(`secret "([^"]+)"`).FindSubmatch(key); secret == nil || strings.Contains(out, string(secret[1])) {
 		t.Errorf("the output shows the TSIG secret (or the key file has none):\n%s", out)
 	}
