@@ -20,7 +20,13 @@ import (
 // inserted with nsupdate, and returns it with a Resolver asking it.
 func zone(t *testing.T, records ...string) (*testenv.DNSServer, *Resolver) {
 	t.Helper()
-	n := testenv.Named(t, "example.test.")
+	return zoneOn(t, testenv.Named, records...)
+}
+
+// zoneOn is zone on another server than BIND (testenv.Knot, ...).
+func zoneOn(t *testing.T, start func(testing.TB, string) *testenv.DNSServer, records ...string) (*testenv.DNSServer, *Resolver) {
+	t.Helper()
+	n := start(t, "example.test.")
 	n.MustUpdate(t, append([]string{
 		"update add infra1.example.test. 60 A 127.0.0.21",
 		"update add infra2.example.test. 60 A 127.0.0.22",
@@ -286,15 +292,21 @@ func TestClusterAgainstNamed(t *testing.T) {
 	}
 }
 
-// Against a server that adds the targets' addresses to SRV answers, Peers
-// asks one query per scheme; without them, also A and AAAA per target; the
-// peers are the same.
+// BIND, Knot and PowerDNS add the targets' addresses to SRV answers, so
+// Peers asks one query per scheme; without them (stripped), it also asks A
+// and AAAA per target; the peers are the same.
 func TestPeersQueries(t *testing.T) {
-	n, _ := zone(t,
-		srvAdd("_etcd-server._tcp", 0, 0, 2380, "infra1"),
-		srvAdd("_etcd-server._tcp", 1, 0, 2380, "infra2"),
-		srvAdd("_etcd-server._tcp", 2, 0, 2380, "dual"),
-	)
+	for _, start := range []func(testing.TB, string) *testenv.DNSServer{testenv.Named, testenv.Knot, testenv.PowerDNS} {
+		n, _ := zoneOn(t, start,
+			srvAdd("_etcd-server._tcp", 0, 0, 2380, "infra1"),
+			srvAdd("_etcd-server._tcp", 1, 0, 2380, "infra2"),
+			srvAdd("_etcd-server._tcp", 2, 0, 2380, "dual"),
+		)
+		t.Run(n.Kind, func(t *testing.T) { testPeersQueries(t, n) })
+	}
+}
+
+func testPeersQueries(t *testing.T, n *testenv.DNSServer) {
 	want := []string{
 		"http infra1.example.test.:2380 127.0.0.21:2380 [127.0.0.21]",
 		"http infra2.example.test.:2380 127.0.0.22:2380 [127.0.0.22]",
