@@ -296,7 +296,7 @@ func TestClusterAgainstNamed(t *testing.T) {
 // Peers asks one query per scheme; without them (stripped), it also asks A
 // and AAAA per target; the peers are the same.
 func TestPeersQueries(t *testing.T) {
-	for _, start := range []func(testing.TB, string) *testenv.DNSServer{testenv.Named, testenv.Knot, testenv.PowerDNS} {
+	for _, start := range testenv.DNSServers() {
 		n, _ := zoneOn(t, start,
 			srvAdd("_etcd-server._tcp", 0, 0, 2380, "infra1"),
 			srvAdd("_etcd-server._tcp", 1, 0, 2380, "infra2"),

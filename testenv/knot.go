@@ -40,27 +40,6 @@ func Knot(t testing.TB, zone string) *DNSServer {
 	return s
 }
 
-// knotRundir is where knotd keeps its PID file and control socket: Dir/run,
-// or a shorter temporary directory when the socket's path would not fit
-// into a Unix socket address (108 bytes on Linux; knotd exits when it
-// cannot bind its control socket).
-func knotRundir(t testing.TB, dir string) string {
-	t.Helper()
-	run := filepath.Join(dir, "run")
-	if len(filepath.Join(run, "knot.sock")) > 100 {
-		short, err := os.MkdirTemp("", "knot")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(short) })
-		return short
-	}
-	if err := os.Mkdir(run, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return run
-}
-
 // startKnot writes s's zone and a knot.conf into s.Dir whose update ACL
 // for s's key has the given rules (e.g. "action: update"), and runs knotd
 // until it answers. It sets s.Addr and s.Proc.
@@ -74,7 +53,7 @@ func startKnot(t testing.TB, s *DNSServer, bin, aclRules string) {
 	if err := os.Mkdir(db, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	run := knotRundir(t, s.Dir)
+	run := runDir(t, s.Dir, "knot.sock")
 	// The port was free a moment ago; another process may take it before
 	// knotd binds it. knotd then logs "address already in use" and exits,
 	// so that failure is retried on a new port.

@@ -111,6 +111,13 @@ func (s *DNSServer) WithPolicy(t testing.TB, policy string) *DNSServer {
 	return &other
 }
 
+// DNSServers returns the starters of every authoritative server testenv
+// has, BIND's named, Knot and PowerDNS, for tests that must pass against
+// each.
+func DNSServers() []func(testing.TB, string) *DNSServer {
+	return []func(testing.TB, string) *DNSServer{Named, Knot, PowerDNS}
+}
+
 // newDNSServer returns the DNSServer of a server of kind for zone, with
 // its Dir and its keys (tsig-keygen's), not yet started.
 func newDNSServer(t testing.TB, kind, zone string) *DNSServer {
@@ -138,6 +145,27 @@ func newDNSServer(t testing.TB, kind, zone string) *DNSServer {
 		t.Fatalf("tsig-keygen made the same secret twice: %s", wrong)
 	}
 	return s
+}
+
+// runDir is where a server keeps its PID file and control socket (a Unix
+// socket named sock): dir/run, or a shorter temporary directory when the
+// socket's path would not fit into a Unix socket address (108 bytes on
+// Linux; knotd and pdns_server exit when they cannot bind it).
+func runDir(t testing.TB, dir, sock string) string {
+	t.Helper()
+	run := filepath.Join(dir, "run")
+	if len(filepath.Join(run, sock)) > 100 {
+		short, err := os.MkdirTemp("", "run")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(short) })
+		return short
+	}
+	if err := os.Mkdir(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return run
 }
 
 // zoneText is the zone every test server starts with: its SOA, NS

@@ -84,7 +84,7 @@ func PowerDNS(t testing.TB, zone string) *DNSServer {
 	dir := s.Dir
 
 	db := filepath.Join(dir, "pdns.sqlite3")
-	sockDir := pdnsSocketDir(t, dir)
+	sockDir := runDir(t, dir, "pdns.controlsocket")
 	port := FreeUDPTCPPort(t, "127.0.0.1")
 	s.writePDNSConf(t, db, sockDir, port)
 	if out, err := pdnsRun(sqlite3, schema, "-bail", db); err != nil {
@@ -133,26 +133,6 @@ func PowerDNS(t testing.TB, zone string) *DNSServer {
 		}
 		t.Fatalf("pdns_server on %s not ready: %v\n%s", s.Addr, err, tail(p.Output(), 40))
 	}
-}
-
-// pdnsSocketDir is where pdns_server keeps its control socket and PID
-// file: dir/run, or a shorter temporary directory when the socket's path
-// would not fit into a Unix socket address (108 bytes on Linux).
-func pdnsSocketDir(t testing.TB, dir string) string {
-	t.Helper()
-	run := filepath.Join(dir, "run")
-	if len(filepath.Join(run, "pdns.controlsocket")) > 100 {
-		short, err := os.MkdirTemp("", "pdns")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(short) })
-		return short
-	}
-	if err := os.Mkdir(run, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return run
 }
 
 // writePDNSConf writes s.Dir/pdns.conf for pdns_server and pdnsutil.

@@ -20,12 +20,6 @@ import (
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
 )
 
-// dnsServers are the real servers the updater is tested against, each
-// started for one zone.
-func dnsServers() []func(testing.TB, string) *testenv.DNSServer {
-	return []func(testing.TB, string) *testenv.DNSServer{testenv.Named, testenv.Knot, testenv.PowerDNS}
-}
-
 // updater reads keyFile and returns an Updater for s's zone.
 func updater(t *testing.T, s *testenv.DNSServer, keyFile string) *Updater {
 	t.Helper()
@@ -139,7 +133,7 @@ func threeHosts() []Host {
 // PowerDNS; re-publishing changes nothing; withdrawing one leaves exactly
 // the others.
 func TestPublishWithdraw(t *testing.T) {
-	for _, start := range dnsServers() {
+	for _, start := range testenv.DNSServers() {
 		s := start(t, "example.test")
 		t.Run(s.Kind, func(t *testing.T) { testPublishWithdraw(t, s) })
 	}
@@ -272,7 +266,7 @@ func checkRejected(t *testing.T, s *testenv.DNSServer, err error, code string, h
 // NOTAUTH with a TSIG error, PowerDNS REFUSED without a signature for
 // every key problem.
 func TestRejects(t *testing.T) {
-	for _, start := range dnsServers() {
+	for _, start := range testenv.DNSServers() {
 		s := start(t, "example.test")
 		t.Run(s.Kind, func(t *testing.T) { testRejects(t, s) })
 	}

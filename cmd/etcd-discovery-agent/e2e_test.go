@@ -554,7 +554,7 @@ func dnsFlags(n *testenv.DNSServer, keyFile string) []string {
 // the cluster from them, withdraw takes one host's out, and a wrong key
 // leaves the zone as it was and writes no env file.
 func TestHostsPublishTheirSRVRecords(t *testing.T) {
-	for _, start := range []func(testing.TB, string) *testenv.DNSServer{testenv.Named, testenv.Knot, testenv.PowerDNS} {
+	for _, start := range testenv.DNSServers() {
 		server := start(t, "example.test.")
 		t.Run(server.Kind, func(t *testing.T) { testHostsPublish(t, server) })
 	}
