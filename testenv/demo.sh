@@ -1,14 +1,18 @@
 #!/bin/bash
-# make demo: a local registry etcd, three simulated hosts on loopback
-# addresses, each running the agent and then etcd from the env file it wrote
-# (as systemd's ExecStartPre and ExecStart would), then the result. Cleans up
-# everything it started, by PID, on exit.
+# make demo: a local registry etcd, a BIND named taking TSIG-signed updates
+# for example.test, three simulated hosts on loopback addresses, each running
+# the agent (rendezvous on a token, publish its SRV records) and then etcd
+# from the env file it wrote (as systemd's ExecStartPre and ExecStart would),
+# then the result, also as DNS shows it. Cleans up everything it started, by
+# PID, on exit.
 set -euo pipefail
 AGENT=$(realpath "${1:-bin/etcd-discovery-agent}")
 ETCD=${ETCD_BIN:-/usr/bin/etcd}
 ETCDCTL=${ETCDCTL_BIN:-/usr/bin/etcdctl}
 REG_ADDR=${DEMO_REGISTRY:-127.0.0.1:42379}
 REG_PEER=${DEMO_REGISTRY_PEER:-127.0.0.1:42380}
+NAMED=${NAMED_BIN:-/usr/sbin/named}
+DNS_PORT=${DEMO_DNS_PORT:-42053}
 HOSTS=(127.0.0.11 127.0.0.12 127.0.0.13)
 
 work=$(mktemp -d -t eda-demo-XXXXXX)
@@ -43,16 +47,51 @@ pids+=($!)
 export ETCDCTL_API=3
 wait_healthy "http://$REG_ADDR"
 
+echo "== DNS: BIND $("$NAMED" -v | sed 's/^BIND //; s/ .*//') serving example.test on 127.0.0.1:$DNS_PORT, updates with a TSIG key"
+mkdir -p "$work/dns"
+/usr/sbin/tsig-keygen -a hmac-sha256 etcd-agents >"$work/dns/etcd-agents.key"
+chmod 600 "$work/dns/etcd-agents.key"
+printf '$TTL 60\n@ IN SOA ns1 hostmaster 1 3600 600 86400 5\n@ IN NS ns1\nns1 IN A 127.0.0.1\n' >"$work/dns/example.test.db"
+cat >"$work/dns/named.conf" <<EOF
+include "$work/dns/etcd-agents.key";
+options {
+	directory "$work/dns";
+	pid-file "$work/dns/named.pid";
+	lock-file "$work/dns/named.lock";
+	session-keyfile "$work/dns/session.key";
+	listen-on port $DNS_PORT { 127.0.0.1; };
+	listen-on-v6 { none; };
+	recursion no;
+	notify no;
+};
+controls { };
+zone "example.test" {
+	type primary;
+	file "$work/dns/example.test.db";
+	update-policy { grant etcd-agents zonesub SRV A AAAA; };
+};
+EOF
+"$NAMED" -g -c "$work/dns/named.conf" >"$work/named.log" 2>&1 &
+pids+=($!)
+dns_ready() { dig +short +time=1 +tries=1 -p "$DNS_PORT" @127.0.0.1 example.test SOA 2>/dev/null | grep -q ns1; }
+for _ in $(seq 1 100); do dns_ready && break; sleep 0.1; done
+if ! dns_ready; then
+	echo "demo: named did not answer on 127.0.0.1:$DNS_PORT:" >&2
+	tail -n 20 "$work/named.log" >&2
+	exit 1
+fi
+
 url=$("$AGENT" token new --endpoints "http://$REG_ADDR" --size ${#HOSTS[@]})
 echo "== token: $url"
 
 for i in "${!HOSTS[@]}"; do
 	n=$((i + 1)); addr=${HOSTS[$i]}; dir="$work/host$n"
 	mkdir -p "$dir"
-	echo "== host$n on $addr: etcd-discovery-agent bootstrap, then etcd from its env file"
+	echo "== host$n on $addr: etcd-discovery-agent bootstrap (token, then DNS), then etcd from its env file"
 	(
 		"$AGENT" bootstrap --name "host$n" --discovery "$url" --advertise-address "$addr" \
-			--data-dir "$dir/etcd" --env-file "$dir/etcd.env" --state-dir "$dir/state" --timeout 60s
+			--data-dir "$dir/etcd" --env-file "$dir/etcd.env" --state-dir "$dir/state" --timeout 60s \
+			--publish-server "127.0.0.1:$DNS_PORT" --publish-zone example.test --tsig-key-file "$work/dns/etcd-agents.key"
 		set -a; . "$dir/etcd.env"; set +a
 		exec "$ETCD"
 	) >"$work/host$n.log" 2>&1 &
@@ -71,5 +110,12 @@ echo "== member list:"
 "$ETCDCTL" --endpoints "http://${HOSTS[0]}:2379" member list -w table
 echo "== token:"
 "$AGENT" token show "$url"
+echo
+echo "== SRV records the hosts published (dig):"
+dig +noall +answer -p "$DNS_PORT" @127.0.0.1 _etcd-server._tcp.example.test SRV
+dig +noall +answer -p "$DNS_PORT" @127.0.0.1 _etcd-client._tcp.example.test SRV
+echo "== the cluster etcd's --discovery-srv would find (etcd-discovery-agent lookup):"
+"$AGENT" lookup --srv-domain example.test --dns-resolver "127.0.0.1:$DNS_PORT"
+"$AGENT" lookup --srv-domain example.test --dns-resolver "127.0.0.1:$DNS_PORT" --client
 echo
 echo "demo: a ${#HOSTS[@]}-member cluster formed; stopping it."
