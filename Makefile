@@ -23,7 +23,7 @@ test: deps lint ## everything, against real etcd (installs what it needs)
 test-short: ## unit tests only
 	$(GO) test -short -count=1 ./...
 
-demo: deps build ## three simulated hosts bootstrap a cluster on loopback
+demo: deps build ## three simulated hosts bootstrap a cluster on loopback and publish its SRV records
 	./testenv/demo.sh $(BIN)
 
 bench: deps ## bootstrap time (agent, etcd's own discovery, static) and DNS publish/lookup
