@@ -45,6 +45,7 @@ type OnFull string
 const (
 	OnFullExit  OnFull = "exit"
 	OnFullProxy OnFull = "proxy"
+	OnFullJoin  OnFull = "join" // add this host to the running cluster
 )
 
 // Config is everything bootstrap needs. Zero values are not defaults; cmd
@@ -207,13 +208,13 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--peer-wait: %s must not be negative", c.PeerWait))
 	}
 	switch c.OnFull {
-	case OnFullExit:
+	case OnFullExit, OnFullJoin:
 	case OnFullProxy:
 		if major, minor, ok := parseVersion(c.EtcdVersion); ok && (major > 3 || major == 3 && minor >= 6) {
 			errs = append(errs, fmt.Errorf("--on-full=proxy: etcd %s has no v2 proxy (removed in 3.6); use --on-full=exit", c.EtcdVersion))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("--on-full: %q must be exit or proxy", c.OnFull))
+		errs = append(errs, fmt.Errorf("--on-full: %q must be exit, proxy or join", c.OnFull))
 	}
 	errs = append(errs, c.DNS.validate(c.Name)...)
 	if len(errs) > 0 {

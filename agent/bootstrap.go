@@ -91,6 +91,7 @@ func Bootstrap(ctx context.Context, cfg Config, version string, log *slog.Logger
 		out.members, _ = ParseCluster(cached.InitialCluster)
 		out.size = len(out.members)
 		out.full = cached.Role == RoleProxy
+		out.joined = cached.State == "existing"
 	} else if cfg.DiscoverySRV != "" {
 		source = "dns-srv"
 		// Publish first, so that the other members see this one.
@@ -99,6 +100,14 @@ func Bootstrap(ctx context.Context, cfg Config, version string, log *slog.Logger
 		}
 		if out.members, out.addrs, err = srvCluster(ctx, cfg, self, log); err != nil {
 			return nil, err
+		}
+		// The records may describe a cluster that runs already: then this
+		// host is a later member and joins it.
+		if err := srvJoin(ctx, &out, self, log); err != nil {
+			return nil, err
+		}
+		if !out.joined && len(out.members) > cfg.Size {
+			log.Warn("SRV records show more members than --size; using them all", "have", len(out.members), "size", cfg.Size)
 		}
 		out.size = len(out.members)
 	} else {
@@ -116,16 +125,26 @@ func Bootstrap(ctx context.Context, cfg Config, version string, log *slog.Logger
 		if source == "cache" {
 			return nil
 		}
-		return saveState(cfg.StateDir, state{Discovery: cfg.source(), Name: self.Name, PeerURLs: self.PeerURLs, Role: role, InitialCluster: cluster, Written: time.Now().UTC()})
+		st := state{Discovery: cfg.source(), Name: self.Name, PeerURLs: self.PeerURLs, Role: role, InitialCluster: cluster, Written: time.Now().UTC()}
+		if out.joined {
+			st.State = "existing"
+		}
+		return saveState(cfg.StateDir, st)
 	}
 
+	if out.full && cfg.OnFull == OnFullJoin {
+		if err := tokenJoin(ctx, &out, self, cfg.Discovery, log); err != nil {
+			return nil, err
+		}
+		cluster = InitialCluster(out.members)
+	}
 	if out.full {
 		names := make([]string, len(out.members))
 		for i, m := range out.members {
 			names[i] = m.Name
 		}
 		if cfg.OnFull != OnFullProxy {
-			return nil, fmt.Errorf("%w: %s already has its %d members (%s) and this host is not one of them; use a new token, add the host to the running cluster, or run it as a proxy with --on-full=proxy",
+			return nil, fmt.Errorf("%w: %s already has its %d members (%s) and this host is not one of them; use a new token, let it join the running cluster with --on-full=join, or run it as a proxy with --on-full=proxy",
 				ErrTokenFull, cfg.Discovery, out.size, strings.Join(names, ", "))
 		}
 		log.Info("token is full; this host becomes a v2 proxy", "members", strings.Join(names, ","))
@@ -143,14 +162,18 @@ func Bootstrap(ctx context.Context, cfg Config, version string, log *slog.Logger
 	if err := saveResult(RoleMember); err != nil {
 		return nil, err
 	}
-	if err := w.member(cluster, "new", fmt.Sprintf("member %d of a new %d-member cluster", position(out.members, self)+1, len(out.members))); err != nil {
+	clusterState, what := "new", fmt.Sprintf("member %d of a new %d-member cluster", position(out.members, self)+1, len(out.members))
+	if out.joined {
+		clusterState, what = "existing", fmt.Sprintf("member %d of %d, joining the running cluster", position(out.members, self)+1, len(out.members))
+	}
+	if err := w.member(cluster, clusterState, what); err != nil {
 		return nil, err
 	}
-	log.Info("wrote environment file", "path", cfg.EnvFile, "initial_cluster", cluster)
-	if cfg.DiscoverySRV == "" || cfg.Output == "static" {
+	log.Info("wrote environment file", "path", cfg.EnvFile, "state", clusterState, "initial_cluster", cluster)
+	if !out.joined && (cfg.DiscoverySRV == "" || cfg.Output == "static") {
 		waitForLead(ctx, out.members, self, cfg.PeerWait, out.addrs, log)
 	}
-	return &Result{Role: RoleMember, State: "new", Source: source, Members: out.members, EnvFile: cfg.EnvFile}, nil
+	return &Result{Role: RoleMember, State: clusterState, Source: source, Members: out.members, EnvFile: cfg.EnvFile}, nil
 }
 
 func position(members []Member, self Member) int {

@@ -34,6 +34,7 @@ type outcome struct {
 	size    int
 	members []Member // the first size members in registration order
 	full    bool     // this host is not among them
+	joined  bool     // this host joined a running cluster (state existing)
 	// addrs holds the addresses of peer URL hosts that are DNS names, as
 	// the SRV answers gave them (SRV mode), so they need no lookup.
 	addrs map[string]netip.Addr

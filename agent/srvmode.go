@@ -70,9 +70,6 @@ func srvCluster(ctx context.Context, cfg Config, self Member, log *slog.Logger) 
 			case perr != nil:
 				return nil, nil, fmt.Errorf("%w: SRV records of %s: %w", ErrDNS, domain, perr)
 			case len(members) >= cfg.Size:
-				if len(members) > cfg.Size {
-					log.Warn("SRV records show more members than --size; using them all", "have", len(members), "size", cfg.Size)
-				}
 				log.Info("SRV records describe the cluster", "domain", domain, "initial_cluster", cluster)
 				addrs := map[string]netip.Addr{}
 				for _, p := range peers {

@@ -29,6 +29,7 @@ type state struct {
 	Name           string    `json:"name"`
 	PeerURLs       []string  `json:"peer_urls"`
 	Role           Role      `json:"role"`
+	State          string    `json:"state,omitempty"` // "existing" after a join; "" means new
 	InitialCluster string    `json:"initial_cluster"`
 	Written        time.Time `json:"written"`
 }

@@ -198,7 +198,7 @@ func runBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	fs.StringVar(&cfg.EnvFile, "env-file", "/run/etcd-discovery-agent/etcd.env", "environment file to write for etcd's EnvironmentFile=")
 	fs.StringVar(&cfg.StateDir, "state-dir", "/var/lib/etcd-discovery-agent", "persistent directory caching the rendezvous result for restarts")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "overall deadline, including the wait for the token to fill")
-	fs.StringVar(&onFull, "on-full", "exit", "when the token is full without this host: exit, or proxy (an etcd v2 proxy; etcd 3.4/3.5 only)")
+	fs.StringVar(&onFull, "on-full", "exit", "when the token is full without this host: exit, proxy (an etcd v2 proxy; etcd 3.4/3.5 only), or join (add this host to the token's running cluster)")
 	fs.DurationVar(&cfg.PeerWait, "peer-wait", 5*time.Second, "at most this long, wait until the member with the lowest peer URL serves before returning (0 disables)")
 	fs.StringVar(&etcdBinary, "etcd-binary", "/usr/bin/etcd", "local etcd binary, asked for its version to check --on-full=proxy")
 	addDNSFlags(fs, &cfg.DNS)

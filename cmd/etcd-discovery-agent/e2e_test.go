@@ -183,6 +183,98 @@ func TestThreeAgentsFormOneClusterAndAFourthFindsItFull(t *testing.T) {
 	}
 }
 
+// memberNames asks h's etcd for the member list and returns the names
+// ("" for a member added but not started), sorted.
+func memberNames(t *testing.T, h testenv.Host) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ms, err := testenv.Members(ctx, h.ClientURL())
+	testenv.Must(t, err, "member list from %s", h.Name)
+	var names []string
+	for _, m := range ms {
+		names = append(names, m.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// With --on-full=join, hosts that come after the token filled join its
+// running cluster: added one after the other, each started from an env file
+// with state existing; a rerun before etcd started does not add the host
+// twice; a host whose peer URL a started member holds is a conflict.
+func TestLateHostsJoinTheRunningCluster(t *testing.T) {
+	registry, _ := testenv.Registry(t)
+	discovery := newToken(t, registry, 3)
+	hosts := testenv.Hosts(t, "j", 6)
+	etcd := testenv.EtcdBinary(t)
+	startCluster(t, etcd, discovery, hosts[:3])
+	checkCluster(t, discovery, hosts[:3])
+
+	// Two late hosts at once: etcd takes one added member at a time, the
+	// other's agent waits until the first has started.
+	late := hosts[3:5]
+	procs := make([]*testenv.Process, len(late))
+	for i, h := range late {
+		procs[i] = testenv.StartHostWithEtcd(t, agentBin, etcd, h, discovery, "--on-full", "join")
+	}
+	for i, h := range late {
+		testenv.WaitHealthy(t, procs[i], 60*time.Second, h.ClientURL())
+		env := testenv.ReadEnvFile(t, h.EnvFile())
+		if env["ETCD_INITIAL_CLUSTER_STATE"] != "existing" || !strings.Contains(env["ETCD_INITIAL_CLUSTER"], h.Name+"="+h.PeerURL()) {
+			t.Errorf("%s: env file %v", h.Name, env)
+		}
+		if !strings.Contains(procs[i].Output(), "added this host to the running cluster") {
+			t.Errorf("%s did not say it joined:\n%s", h.Name, procs[i].Output())
+		}
+	}
+	want := []string{hosts[0].Name, hosts[1].Name, hosts[2].Name, hosts[3].Name, hosts[4].Name}
+	slices.Sort(want)
+	if got := memberNames(t, hosts[0]); !slices.Equal(got, want) {
+		t.Fatalf("members %q; want %q", got, want)
+	}
+	if regs := registrations(t, discovery); len(regs) != 3 {
+		t.Errorf("the token holds %d registrations, want its 3: %v", len(regs), regs)
+	}
+
+	// The sixth host's agent runs, but its etcd does not start (a crash);
+	// the rerun, even without its state cache, finds itself added and
+	// unstarted and adds nothing.
+	h := hosts[5]
+	args := testenv.AgentArgs(h, discovery, "--on-full", "join", "--timeout", "30s")
+	code, out := runAgent(t, args...)
+	if code != 0 {
+		t.Fatalf("sixth host: exit %d:\n%s", code, out)
+	}
+	first := testenv.ReadEnvFile(t, h.EnvFile())
+	testenv.Must(t, os.RemoveAll(h.StateDir()), "remove the state dir")
+	code, out = runAgent(t, args...)
+	if code != 0 || !strings.Contains(out, "added to the running cluster by an earlier run") {
+		t.Fatalf("sixth host, rerun: exit %d:\n%s", code, out)
+	}
+	if again := testenv.ReadEnvFile(t, h.EnvFile()); again["ETCD_INITIAL_CLUSTER"] != first["ETCD_INITIAL_CLUSTER"] {
+		t.Errorf("rerun wrote ETCD_INITIAL_CLUSTER %q, first run %q", again["ETCD_INITIAL_CLUSTER"], first["ETCD_INITIAL_CLUSTER"])
+	}
+	if got := memberNames(t, hosts[0]); len(got) != 6 || got[0] != "" {
+		t.Fatalf("members after the sixth host's two runs: %q; want five named and one added, unstarted", got)
+	}
+	p := testenv.StartEtcdFromEnvFile(t, h.Name, h.EnvFile())
+	testenv.WaitHealthy(t, p, 60*time.Second, h.ClientURL())
+	if got := memberNames(t, hosts[0]); len(got) != 6 || got[0] == "" {
+		t.Fatalf("members once the sixth started: %q", got)
+	}
+
+	// A host that lost its data dir: its peer URL belongs to a started member.
+	lost := hosts[4]
+	procs[1].Stop()
+	testenv.Must(t, os.RemoveAll(lost.DataDir()), "remove the data dir")
+	testenv.Must(t, os.RemoveAll(lost.StateDir()), "remove the state dir")
+	code, out = runAgent(t, testenv.AgentArgs(lost, discovery, "--on-full", "join", "--timeout", "20s")...)
+	if code != exitConflict || !strings.Contains(out, "etcdctl member remove") {
+		t.Errorf("host without its data dir: exit %d, want %d naming etcdctl member remove:\n%s", code, exitConflict, out)
+	}
+}
+
 func TestMixedFleetWithEtcdsOwnDiscovery(t *testing.T) {
 	registry, _ := testenv.Registry(t)
 	discovery := newToken(t, registry, 3)

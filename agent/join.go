@@ -1,0 +1,426 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// peerMember is a member as etcd's peer API lists it (GET PEER-URL/members,
+// served by every etcd 3.4 to 3.7 on its peer port from the moment it
+// listens, before the cluster has a leader).
+type peerMember struct {
+	ID         uint64   `json:"id"`
+	Name       string   `json:"name"`
+	PeerURLs   []string `json:"peerURLs"`
+	ClientURLs []string `json:"clientURLs"`
+}
+
+// started reports whether the member has run: etcd publishes a member's
+// name and client URLs when it starts; a member added with member add
+// has neither until then.
+func (m peerMember) started() bool { return len(m.ClientURLs) > 0 }
+
+// validate checks what the env file may take from a member: its name (or
+// none, unstarted) and its URLs.
+func (m peerMember) validate() error {
+	if m.ID == 0 || len(m.PeerURLs) == 0 {
+		return fmt.Errorf("member %x without an ID or peer URLs", m.ID)
+	}
+	if m.Name != "" {
+		if err := ValidateName(m.Name); err != nil {
+			return fmt.Errorf("member %x: %w", m.ID, err)
+		}
+	}
+	for _, u := range append(slices.Clone(m.PeerURLs), m.ClientURLs...) {
+		if err := ValidateURL(u); err != nil {
+			return fmt.Errorf("member %x: %w", m.ID, err)
+		}
+	}
+	return nil
+}
+
+// clusterClient talks to a running cluster: peer and client URLs whose
+// host is in addrs (lower case) are dialled at that address, others are
+// resolved as usual; each request is bounded by timeout.
+func clusterClient(addrs map[string]netip.Addr, timeout time.Duration) *http.Client {
+	var dialer net.Dialer
+	return &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			Proxy: nil,
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				host, port, err := net.SplitHostPort(addr)
+				if err == nil {
+					if ip, ok := addrs[strings.ToLower(host)]; ok {
+						addr = net.JoinHostPort(ip.String(), port)
+					}
+				}
+				return dialer.DialContext(ctx, network, addr)
+			},
+		},
+	}
+}
+
+// membership asks the peers (peer URLs, all at once) for the cluster's
+// member list and returns the first valid answer; nil without an error
+// when none answered (no member runs).
+func membership(ctx context.Context, client *http.Client, peers []string) ([]peerMember, error) {
+	type answer struct {
+		members []peerMember
+		err     error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	answers := make(chan answer, len(peers))
+	for _, p := range peers {
+		go func() {
+			ms, err := fetchMembers(ctx, client, p)
+			answers <- answer{ms, err}
+		}()
+	}
+	var invalid error
+	for range peers {
+		a := <-answers
+		switch {
+		case a.err == nil:
+			return a.members, nil
+		case errors.Is(a.err, errInvalidMembers):
+			invalid = a.err
+		}
+	}
+	return nil, invalid
+}
+
+var errInvalidMembers = errors.New("invalid member list")
+
+func fetchMembers(ctx context.Context, client *http.Client, peer string) ([]peerMember, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(peer, "/")+"/members", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s/members: %s", peer, resp.Status)
+	}
+	var ms []peerMember
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ms); err != nil {
+		return nil, fmt.Errorf("%w from %s/members: %v", errInvalidMembers, peer, err)
+	}
+	if len(ms) == 0 {
+		return nil, fmt.Errorf("%w from %s/members: empty", errInvalidMembers, peer)
+	}
+	for _, m := range ms {
+		if err := m.validate(); err != nil {
+			return nil, fmt.Errorf("%w from %s/members: %w", errInvalidMembers, peer, err)
+		}
+	}
+	return ms, nil
+}
+
+// memberWith returns the member one of whose peer URLs is u.
+func memberWith(ms []peerMember, u string) (peerMember, bool) {
+	for _, m := range ms {
+		if slices.Contains(m.PeerURLs, u) {
+			return m, true
+		}
+	}
+	return peerMember{}, false
+}
+
+// joinState is what a running cluster's member list says of this host.
+type joinState int
+
+const (
+	joinAdd     joinState = iota // not a member: add it
+	joinResume                   // added earlier (by an agent run that did not finish), not started
+	joinInitial                  // in the cluster's initial member list: a new cluster still forming
+	joinTaken                    // a started member already has this peer URL
+)
+
+func classify(ms []peerMember, peerURL string) (joinState, peerMember) {
+	m, ok := memberWith(ms, peerURL)
+	switch {
+	case !ok:
+		return joinAdd, m
+	case m.started():
+		return joinTaken, m
+	case m.Name == "":
+		return joinResume, m
+	}
+	return joinInitial, m
+}
+
+// joinCluster adds this host as a member of the running cluster whose
+// member list ms is (peerURL is the URL the cluster will know it by), unless
+// an earlier run added it already, and returns the member list for
+// ETCD_INITIAL_CLUSTER with state existing. Members added but not started
+// yet (another host joining) are named by their ID in hex.
+func joinCluster(ctx context.Context, client *http.Client, ms []peerMember, self Member, peerURL string, log *slog.Logger) ([]Member, error) {
+	state, m := classify(ms, peerURL)
+	switch state {
+	case joinTaken:
+		return nil, fmt.Errorf("%w: peer URL %s belongs to member %q (%x) of the running cluster, which has started; if this host lost its data dir, remove that member (etcdctl member remove %x) and run again",
+			ErrConflict, peerURL, m.Name, m.ID, m.ID)
+	case joinResume:
+		log.Info("this host was added to the running cluster by an earlier run; not adding it again", "member_id", fmt.Sprintf("%x", m.ID))
+		return joinedMembers(ms, m.ID, self.Name, peerURL), nil
+	}
+	id, list, err := addMember(ctx, client, ms, peerURL, log)
+	if errors.Is(err, errPeerURLExists) {
+		// An earlier try got through but its answer was lost.
+		again, ferr := membership(ctx, client, peerURLsOf(ms))
+		if ferr != nil || again == nil {
+			return nil, fmt.Errorf("member add: %w; and the member list could not be read again: %v", err, ferr)
+		}
+		return joinCluster(ctx, client, again, self, peerURL, log)
+	}
+	if err != nil {
+		return nil, err
+	}
+	log.Info("added this host to the running cluster", "member_id", fmt.Sprintf("%x", id), "peer_url", peerURL)
+	return joinedMembers(list, id, self.Name, peerURL), nil
+}
+
+func peerURLsOf(ms []peerMember) []string {
+	var urls []string
+	for _, m := range ms {
+		urls = append(urls, m.PeerURLs...)
+	}
+	return urls
+}
+
+// joinedMembers is the member list etcd needs to join: every member with
+// its name, the new one (id) named selfName, unstarted others by their ID.
+func joinedMembers(ms []peerMember, id uint64, selfName, peerURL string) []Member {
+	var out []Member
+	for _, m := range ms {
+		name := m.Name
+		switch {
+		case m.ID == id:
+			name = selfName
+		case name == "":
+			name = fmt.Sprintf("%x", m.ID)
+		}
+		out = append(out, Member{Name: name, PeerURLs: slices.Clone(m.PeerURLs)})
+	}
+	return out
+}
+
+var errPeerURLExists = errors.New("peer URL already exists")
+
+// addMember asks the started members' client URLs, in turn, to add
+// peerURL as a voting member (etcd's v3 JSON gateway, POST
+// /v3/cluster/member/add) and returns the new ID and the member list. It
+// retries, with backoff and until ctx ends, while the cluster refuses
+// because another added member has not started yet or quorum is at risk.
+func addMember(ctx context.Context, client *http.Client, ms []peerMember, peerURL string, log *slog.Logger) (uint64, []peerMember, error) {
+	var endpoints []string
+	for _, m := range ms {
+		endpoints = append(endpoints, m.ClientURLs...)
+	}
+	if len(endpoints) == 0 {
+		return 0, nil, errors.New("member add: no member of the running cluster has started (no client URLs)")
+	}
+	body, _ := json.Marshal(map[string][]string{"peerURLs": {peerURL}})
+	var last error
+	var report time.Time
+	for pause := 250 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
+		for _, ep := range endpoints {
+			id, list, err := postMemberAdd(ctx, client, ep, body)
+			if err == nil || errors.Is(err, errPeerURLExists) || !retryable(err) {
+				return id, list, err
+			}
+			last = err
+		}
+		if time.Since(report) >= 10*time.Second {
+			log.Info("waiting for the running cluster to accept this member", "peer_url", peerURL, "last", last.Error())
+			report = time.Now()
+		}
+		if sleep(ctx, pause) != nil {
+			return 0, nil, fmt.Errorf("%w adding this host to the running cluster: %v", ErrTimeout, last)
+		}
+	}
+}
+
+// addError is a refusal the gateway answered with.
+type addError struct {
+	endpoint string
+	status   int
+	code     int // gRPC code
+	message  string
+}
+
+func (e *addError) Error() string {
+	return fmt.Sprintf("member add via %s: %s (HTTP %d, code %d)", e.endpoint, e.message, e.status, e.code)
+}
+
+// retryable: a network error, or a refusal that passes once another member
+// starts (etcd: "re-configuration failed due to not enough started
+// members", "unhealthy cluster", no leader yet).
+func retryable(err error) bool {
+	var ae *addError
+	if !errors.As(err, &ae) {
+		return true
+	}
+	for _, s := range []string{"not enough started members", "unhealthy cluster", "no leader", "leader changed", "timed out"} {
+		if strings.Contains(ae.message, s) {
+			return true
+		}
+	}
+	return ae.status >= 500 && ae.code == 14 // Unavailable
+}
+
+func postMemberAdd(ctx context.Context, client *http.Client, endpoint string, body []byte) (uint64, []peerMember, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(endpoint, "/")+"/v3/cluster/member/add", bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Message string `json:"message"`
+			Code    int    `json:"code"`
+		}
+		_ = json.Unmarshal(b, &e)
+		if e.Message == "" {
+			e.Message = strings.TrimSpace(string(b))
+		}
+		ae := &addError{endpoint: endpoint, status: resp.StatusCode, code: e.Code, message: e.Message}
+		if strings.Contains(e.Message, "Peer URLs already exists") {
+			return 0, nil, fmt.Errorf("%w: %w", errPeerURLExists, ae)
+		}
+		return 0, nil, ae
+	}
+	// The gateway writes 64-bit IDs as strings.
+	type gwMember struct {
+		ID         string   `json:"ID"`
+		Name       string   `json:"name"`
+		PeerURLs   []string `json:"peerURLs"`
+		ClientURLs []string `json:"clientURLs"`
+	}
+	var r struct {
+		Member  gwMember   `json:"member"`
+		Members []gwMember `json:"members"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return 0, nil, fmt.Errorf("member add via %s: %w", endpoint, err)
+	}
+	id, err := strconv.ParseUint(r.Member.ID, 10, 64)
+	if err != nil {
+		return 0, nil, fmt.Errorf("member add via %s: new member ID %q: %w", endpoint, r.Member.ID, err)
+	}
+	var list []peerMember
+	for _, g := range r.Members {
+		mid, err := strconv.ParseUint(g.ID, 10, 64)
+		if err != nil {
+			return 0, nil, fmt.Errorf("member add via %s: member ID %q: %w", endpoint, g.ID, err)
+		}
+		m := peerMember{ID: mid, Name: g.Name, PeerURLs: g.PeerURLs, ClientURLs: g.ClientURLs}
+		if err := m.validate(); err != nil {
+			return 0, nil, fmt.Errorf("member add via %s: %w", endpoint, err)
+		}
+		list = append(list, m)
+	}
+	if !slices.ContainsFunc(list, func(m peerMember) bool { return m.ID == id }) {
+		return 0, nil, fmt.Errorf("member add via %s: the new member %x is not in the member list", endpoint, id)
+	}
+	return id, list, nil
+}
+
+// srvJoin decides, once the SRV records describe the cluster (out), whether
+// it runs already: it asks the other members for their member list. If one
+// answers and this host is not in it (or was added by an earlier run), the
+// host joins: out becomes the running cluster's member list, state
+// existing. Nobody answering, or a list that has this host as an initial
+// member, is a new cluster forming: out stays.
+func srvJoin(ctx context.Context, out *outcome, self Member, log *slog.Logger) error {
+	var selfURL string
+	var others []string
+	for _, m := range out.members {
+		if m.Name == self.Name {
+			selfURL = m.PeerURLs[0]
+			continue
+		}
+		others = append(others, m.PeerURLs...)
+	}
+	if selfURL == "" || len(others) == 0 {
+		return nil
+	}
+	client := clusterClient(out.addrs, time.Second)
+	ms, err := membership(ctx, client, others)
+	if ms == nil {
+		if err != nil {
+			log.Warn("a member answered with an unusable member list; taking the cluster as new", "err", err)
+		}
+		return nil
+	}
+	if st, _ := classify(ms, selfURL); st == joinInitial {
+		return nil
+	}
+	log.Info("the cluster in the SRV records runs already; joining it", "members", len(ms))
+	members, err := joinCluster(ctx, client, ms, self, selfURL, log)
+	if err != nil {
+		return err
+	}
+	out.members, out.joined = members, true
+	return nil
+}
+
+// tokenJoin adds this host to the running cluster of a full token (out):
+// its members are asked for the member list on their peer URLs.
+func tokenJoin(ctx context.Context, out *outcome, self Member, discovery string, log *slog.Logger) error {
+	var peers []string
+	for _, m := range out.members {
+		peers = append(peers, m.PeerURLs...)
+	}
+	client := clusterClient(nil, 2*time.Second)
+	var ms []peerMember
+	for pause := 250 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
+		var err error
+		if ms, err = membership(ctx, client, peers); err != nil {
+			return fmt.Errorf("the running cluster of %s: %w", discovery, err)
+		}
+		if ms != nil {
+			break
+		}
+		if pause == 250*time.Millisecond {
+			log.Info("token is full; waiting for one of its members to answer on its peer URL, to join the cluster", "peers", strings.Join(peers, ","))
+		}
+		if sleep(ctx, pause) != nil {
+			return fmt.Errorf("%w: %s is full and none of its members (%s) answered on its peer URL, so there is no running cluster to join yet",
+				ErrTimeout, discovery, strings.Join(peers, ", "))
+		}
+	}
+	log.Info("token is full; joining its running cluster", "members", len(ms))
+	members, err := joinCluster(ctx, client, ms, self, self.PeerURLs[0], log)
+	if err != nil {
+		return err
+	}
+	out.members, out.full, out.joined = members, false, true
+	return nil
+}
