@@ -373,10 +373,10 @@ func srvJoin(ctx context.Context, out *outcome, self Member, log *slog.Logger) e
 	}
 	client := clusterClient(out.addrs, time.Second)
 	ms, err := membership(ctx, client, others)
+	if err != nil {
+		return fmt.Errorf("is the cluster in the SRV records running? %w", err)
+	}
 	if ms == nil {
-		if err != nil {
-			log.Warn("a member answered with an unusable member list; taking the cluster as new", "err", err)
-		}
 		return nil
 	}
 	if st, _ := classify(ms, selfURL); st == joinInitial {

@@ -795,6 +795,25 @@ func TestSRVModeOnEtcd34WithHTTPRecords(t *testing.T) {
 	if err != nil || strings.Count(string(out), "started") != 3 {
 		t.Errorf("etcdctl --discovery-srv example.test member list: %v\n%s", err, out)
 	}
+
+	// A later host, with the same settings, finds the cluster running by
+	// SRV alone, joins it and publishes itself.
+	late := n.AddHost(t, "infra4")
+	p := testenv.StartNetHost(t, agentBin, etcd, late, srvArgs(late, named)...)
+	testenv.WaitHealthy(t, p, 90*time.Second, late.ClientURL())
+	if !strings.Contains(p.Output(), "runs already; joining it") {
+		t.Errorf("infra4 did not join:\n%s", p.Output())
+	}
+	env = testenv.ReadEnvFile(t, late.EnvFile())
+	if env["ETCD_INITIAL_CLUSTER_STATE"] != "existing" || !strings.Contains(env["ETCD_INITIAL_CLUSTER"], "infra4=http://infra4.example.test:2380") {
+		t.Errorf("infra4's env file: %v", env)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err = exec.CommandContext(ctx, "ip", "netns", "exec", hosts[0].NS, "etcdctl", "--discovery-srv", "example.test", "member", "list").CombinedOutput()
+	if err != nil || strings.Count(string(out), "started") != 4 || !strings.Contains(string(out), "infra4, http://infra4.example.test:2380") {
+		t.Errorf("after infra4 joined, etcdctl --discovery-srv example.test member list: %v\n%s", err, out)
+	}
 }
 
 // The agents only publish and wait (--output discovery-srv); etcd 3.7's own
