@@ -1,15 +1,11 @@
 package testenv
 
 import (
-	"context"
 	"fmt"
-	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
-	"time"
 )
 
 // knotdBinary returns the knotd binary to test with: $KNOTD_BIN, or
@@ -54,32 +50,14 @@ func startKnot(t testing.TB, s *DNSServer, bin, aclRules string) {
 		t.Fatal(err)
 	}
 	run := runDir(t, s.Dir, "knot.sock")
-	// The port was free a moment ago; another process may take it before
-	// knotd binds it. knotd then logs "address already in use" and exits,
-	// so that failure is retried on a new port.
-	const attempts = 3
-	for attempt := 1; ; attempt++ {
-		port := FreeUDPTCPPort(t, "127.0.0.1")
-		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s.serve(t, "knotd", netip.MustParseAddr("127.0.0.1"), func() int { return FreeUDPTCPPort(t, "127.0.0.1") }, func(port int) (string, []string) {
 		conf := filepath.Join(s.Dir, "knot.conf")
 		text := knotConf(s, port, run, db, zoneFile, aclRules)
 		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil { // it holds the secret
 			t.Fatal(err)
 		}
-		p := Start(t, fmt.Sprintf("knotd-%d", attempt), bin, []string{"-c", conf}, nil)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		err := waitSOA(ctx, s.Addr, s.Zone, p.Done())
-		cancel()
-		if err == nil {
-			s.Proc = p
-			return
-		}
-		p.Stop()
-		if attempt < attempts && strings.Contains(p.Output(), "address already in use") {
-			continue
-		}
-		t.Fatalf("knotd on %s not ready: %v\n%s", s.Addr, err, tail(p.Output(), 40))
-	}
+		return bin, []string{"-c", conf}
+	})
 }
 
 // knotConf is a minimal knot.conf (Knot 3.2 syntax) for one primary zone.

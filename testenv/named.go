@@ -185,19 +185,11 @@ func (s *DNSServer) start(t testing.TB, bin, policy string) {
 	if err := os.WriteFile(zoneFile, []byte(zoneText(s.Zone)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// The port was free a moment ago; another process may take it before
-	// named binds it. named then logs "address in use" and keeps running
-	// without listening, so a failed readiness check with that message is
-	// retried on a new port.
-	const attempts = 3
-	for attempt := 1; ; attempt++ {
-		listen, port := netip.MustParseAddr("127.0.0.1"), 53
-		if s.listen.IsValid() {
-			listen = s.listen
-		} else {
-			port = FreeUDPTCPPort(t, "127.0.0.1")
-		}
-		s.Addr = net.JoinHostPort(listen.String(), strconv.Itoa(port))
+	listen, port := netip.MustParseAddr("127.0.0.1"), func() int { return FreeUDPTCPPort(t, "127.0.0.1") }
+	if s.listen.IsValid() {
+		listen, port = s.listen, func() int { return 53 }
+	}
+	s.serve(t, "named", listen, port, func(port int) (string, []string) {
 		conf := filepath.Join(s.Dir, "named.conf")
 		if err := os.WriteFile(conf, []byte(namedConf(s.Dir, listen, port, s.Zone, zoneFile, s.KeyFile, policy)), 0o644); err != nil {
 			t.Fatal(err)
@@ -206,7 +198,26 @@ func (s *DNSServer) start(t testing.TB, bin, policy string) {
 		if s.netns != "" {
 			cmd, args = "ip", append([]string{"netns", "exec", s.netns, bin}, args...)
 		}
-		p := Start(t, fmt.Sprintf("named-%d", attempt), cmd, args, nil)
+		return cmd, args
+	})
+}
+
+// serve runs s's server until it answers the zone's SOA on listen. Each
+// attempt takes a port (port(), usually a free one), sets s.Addr, and runs
+// the command line that launch returns after writing the server's
+// configuration for that port. The port was free a moment ago, but another
+// process may take it before the server binds it: the server then says
+// "address in use" (named, which keeps running without listening) or
+// "address already in use" (knotd, pdns_server, which exit), and the
+// attempt is repeated on another port, three times at most.
+func (s *DNSServer) serve(t testing.TB, what string, listen netip.Addr, port func() int, launch func(port int) (string, []string)) {
+	t.Helper()
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		pt := port()
+		s.Addr = net.JoinHostPort(listen.String(), strconv.Itoa(pt))
+		cmd, args := launch(pt)
+		p := Start(t, fmt.Sprintf("%s-%d", what, attempt), cmd, args, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		err := waitSOA(ctx, s.Addr, s.Zone, p.Done())
 		cancel()
@@ -215,10 +226,11 @@ func (s *DNSServer) start(t testing.TB, bin, policy string) {
 			return
 		}
 		p.Stop()
-		if attempt < attempts && strings.Contains(p.Output(), "address in use") {
+		out := strings.ToLower(p.Output())
+		if attempt < attempts && (strings.Contains(out, "address in use") || strings.Contains(out, "address already in use")) {
 			continue
 		}
-		t.Fatalf("named on %s not ready: %v\n%s", s.Addr, err, tail(p.Output(), 40))
+		t.Fatalf("%s on %s not ready: %v\n%s", what, s.Addr, err, tail(p.Output(), 40))
 	}
 }
 

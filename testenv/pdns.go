@@ -3,11 +3,10 @@ package testenv
 import (
 	"context"
 	"fmt"
-	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,8 +84,9 @@ func PowerDNS(t testing.TB, zone string) *DNSServer {
 
 	db := filepath.Join(dir, "pdns.sqlite3")
 	sockDir := runDir(t, dir, "pdns.controlsocket")
-	port := FreeUDPTCPPort(t, "127.0.0.1")
-	s.writePDNSConf(t, db, sockDir, port)
+	// pdnsutil reads pdns.conf as well; serve writes it again with the port
+	// the server gets.
+	s.writePDNSConf(t, db, sockDir, 0)
 	if out, err := pdnsRun(sqlite3, schema, "-bail", db); err != nil {
 		t.Fatalf("sqlite3 %s < %s: %v\n%s", db, schema, err, out)
 	}
@@ -109,30 +109,11 @@ func PowerDNS(t testing.TB, zone string) *DNSServer {
 		}
 	}
 
-	// The port was free a moment ago; another process may take it before
-	// pdns_server binds it. pdns_server then exits with "Address already
-	// in use", and is started again on a new port.
-	const attempts = 3
-	for attempt := 1; ; attempt++ {
-		if attempt > 1 {
-			port = FreeUDPTCPPort(t, "127.0.0.1")
-			s.writePDNSConf(t, db, sockDir, port)
-		}
-		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		p := Start(t, fmt.Sprintf("pdns-%d", attempt), bin, []string{"--config-dir=" + dir}, nil)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		err := waitSOA(ctx, s.Addr, s.Zone, p.Done())
-		cancel()
-		if err == nil {
-			s.Proc = p
-			return s
-		}
-		p.Stop()
-		if attempt < attempts && strings.Contains(p.Output(), "Address already in use") {
-			continue
-		}
-		t.Fatalf("pdns_server on %s not ready: %v\n%s", s.Addr, err, tail(p.Output(), 40))
-	}
+	s.serve(t, "pdns", netip.MustParseAddr("127.0.0.1"), func() int { return FreeUDPTCPPort(t, "127.0.0.1") }, func(p int) (string, []string) {
+		s.writePDNSConf(t, db, sockDir, p)
+		return bin, []string{"--config-dir=" + dir}
+	})
+	return s
 }
 
 // writePDNSConf writes s.Dir/pdns.conf for pdns_server and pdnsutil.
