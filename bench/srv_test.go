@@ -68,6 +68,7 @@ func BenchmarkSRVBootstrap(b *testing.B) {
 		ms, mp, me := median(times[srvAgent]), median(times[srvAgentPubl]), median(times[srvEtcd])
 		b.Logf("N=%d, %d rounds, median launch to healthy: agent SRV mode %.3f s, agent publishing + SRV mode %.3f s, etcd --discovery-srv %.3f s; e/s %.2f, e/p %.2f",
 			n, rounds, ms, mp, me, me/ms, me/mp)
+		b.Logf("N=%d rounds, seconds: s %s; p %s; e %s", n, secs(times[srvAgent]), secs(times[srvAgentPubl]), secs(times[srvEtcd]))
 		b.Logf("N=%d DNS queries per member, all in the round: s %.1f, p %.1f, e %.1f; the agent's own: s %.1f, p %.1f",
 			n, median(queries[srvAgent]), median(queries[srvAgentPubl]), median(queries[srvEtcd]), median(own[srvAgent]), median(own[srvAgentPubl]))
 		b.ReportMetric(ms, fmt.Sprintf("N%d-agent-median-s", n))
@@ -78,6 +79,15 @@ func BenchmarkSRVBootstrap(b *testing.B) {
 		b.ReportMetric(median(own[srvAgentPubl]), fmt.Sprintf("N%d-agent-publishing-own-queries/member", n))
 		b.ReportMetric(median(queries[srvEtcd]), fmt.Sprintf("N%d-etcd-queries/member", n))
 	}
+}
+
+// secs formats round times for the log.
+func secs(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = strconv.FormatFloat(x, 'f', 2, 64)
+	}
+	return strings.Join(parts, " ")
 }
 
 // srvNetwork builds a network of n hosts with a BIND for example.test. and,
