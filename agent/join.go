@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -379,16 +380,41 @@ func srvJoin(ctx context.Context, out *outcome, self Member, log *slog.Logger) e
 	if ms == nil {
 		return nil
 	}
-	if st, _ := classify(ms, selfURL); st == joinInitial {
-		return nil
+	for _, u := range []string{selfURL, self.PeerURLs[0]} {
+		if st, _ := classify(ms, u); st == joinInitial {
+			return nil
+		}
 	}
-	log.Info("the cluster in the SRV records runs already; joining it", "members", len(ms))
-	members, err := joinCluster(ctx, client, ms, self, selfURL, log)
+	// A cluster formed from SRV records knows its members by target name,
+	// one formed from a token (and published since) by address: join it
+	// the way it knows the others.
+	joinURL := selfURL
+	if byAddress(ms) {
+		joinURL = self.PeerURLs[0]
+	}
+	log.Info("the cluster in the SRV records runs already; joining it", "members", len(ms), "peer_url", joinURL)
+	members, err := joinCluster(ctx, client, ms, self, joinURL, log)
 	if err != nil {
 		return err
 	}
 	out.members, out.joined = members, true
 	return nil
+}
+
+// byAddress reports whether every member's peer URLs name IP addresses.
+func byAddress(ms []peerMember) bool {
+	for _, m := range ms {
+		for _, s := range m.PeerURLs {
+			u, err := url.Parse(s)
+			if err != nil {
+				return false
+			}
+			if _, err := netip.ParseAddr(u.Hostname()); err != nil {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // tokenJoin adds this host to the running cluster of a full token (out):

@@ -96,3 +96,23 @@ func TestMembershipWithoutAnswers(t *testing.T) {
 		t.Errorf("membership = %v, %v; want nil, nil", ms, err)
 	}
 }
+
+// A cluster is known by address when every peer URL names an IP.
+func TestByAddress(t *testing.T) {
+	for _, tc := range []struct {
+		urls []string
+		want bool
+	}{
+		{[]string{"http://10.0.0.1:2380", "https://[fd00::1]:2380"}, true},
+		{[]string{"http://10.0.0.1:2380", "http://infra2.example.test:2380"}, false},
+		{[]string{"http://infra1.example.test:2380"}, false},
+	} {
+		var ms []peerMember
+		for i, u := range tc.urls {
+			ms = append(ms, peerMember{ID: uint64(i + 1), PeerURLs: []string{u}})
+		}
+		if got := byAddress(ms); got != tc.want {
+			t.Errorf("byAddress(%v) = %v, want %v", tc.urls, got, tc.want)
+		}
+	}
+}

@@ -39,7 +39,14 @@ func StartHost(t testing.TB, agentBin string, h Host, discovery string, extra ..
 // StartHostWithEtcd is StartHost with a given etcd binary.
 func StartHostWithEtcd(t testing.TB, agentBin, etcdBin string, h Host, discovery string, extra ...string) *Process {
 	t.Helper()
-	args, env := hostCommand(agentBin, etcdBin, h.EnvFile(), AgentArgs(h, discovery, extra...))
+	return StartHostArgs(t, agentBin, etcdBin, h, AgentArgs(h, discovery, extra...)...)
+}
+
+// StartHostArgs is StartHost with the agent's whole argument list (for SRV
+// mode, which has no token) and a given etcd binary.
+func StartHostArgs(t testing.TB, agentBin, etcdBin string, h Host, agentArgs ...string) *Process {
+	t.Helper()
+	args, env := hostCommand(agentBin, etcdBin, h.EnvFile(), agentArgs)
 	return Start(t, "host-"+h.Name, "/bin/sh", args, env)
 }
 

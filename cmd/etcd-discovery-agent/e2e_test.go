@@ -717,6 +717,44 @@ func testHostsPublish(t *testing.T, server *testenv.DNSServer) {
 	}
 }
 
+// A fleet bootstrapped by token publishes its records; a later host uses
+// SRV alone (no token) to find it, joins it under its address, as the
+// others are known, and publishes itself.
+func TestLaterHostFindsATokenFleetBySRV(t *testing.T) {
+	server := testenv.Named(t, "example.test.")
+	registry, _ := testenv.Registry(t)
+	discovery := newToken(t, registry, 3)
+	hosts := testenv.Hosts(t, "s", 4)
+	etcd := testenv.EtcdBinary(t)
+	procs := make([]*testenv.Process, 3)
+	for i, h := range hosts[:3] {
+		procs[i] = testenv.StartHost(t, agentBin, h, discovery, dnsFlags(server, server.KeyFile)...)
+	}
+	for i, h := range hosts[:3] {
+		testenv.WaitHealthy(t, procs[i], 60*time.Second, h.ClientURL())
+	}
+
+	late := hosts[3]
+	p := testenv.StartHostArgs(t, agentBin, etcd, late, append([]string{
+		"bootstrap", "--name", late.Name, "--advertise-address", late.Addr.String(),
+		"--data-dir", late.DataDir(), "--env-file", late.EnvFile(), "--state-dir", late.StateDir(),
+		"--discovery-srv", "example.test", "--size", "3", "--dns-resolver", server.Addr, "--timeout", "60s",
+	}, dnsFlags(server, server.KeyFile)...)...)
+	testenv.WaitHealthy(t, p, 60*time.Second, late.ClientURL())
+	env := testenv.ReadEnvFile(t, late.EnvFile())
+	if env["ETCD_INITIAL_CLUSTER_STATE"] != "existing" || !strings.Contains(env["ETCD_INITIAL_CLUSTER"], late.Name+"="+late.PeerURL()) {
+		t.Errorf("%s's env file: %v", late.Name, env)
+	}
+	want := []string{hosts[0].Name, hosts[1].Name, hosts[2].Name, late.Name}
+	slices.Sort(want)
+	if got := memberNames(t, hosts[0]); !slices.Equal(got, want) {
+		t.Errorf("members %q; want %q", got, want)
+	}
+	if n := len(server.Records(t, "_etcd-server._tcp.example.test.", dns.TypeSRV)); n != 4 {
+		t.Errorf("%d peer SRV records; want 4", n)
+	}
+}
+
 // A record that points another target at this host's address would make
 // etcd's SRV discovery take the wrong member for itself: the check says so
 // before etcd starts.
