@@ -184,12 +184,17 @@ func joinCluster(ctx context.Context, client *http.Client, ms []peerMember, self
 	}
 	id, list, err := addMember(ctx, client, ms, peerURL, log)
 	if errors.Is(err, errPeerURLExists) {
-		// An earlier try got through but its answer was lost.
+		// An earlier try got through but its answer was lost, or another
+		// host added this URL in the meantime.
 		again, ferr := membership(ctx, client, peerURLsOf(ms))
 		if ferr != nil || again == nil {
 			return nil, fmt.Errorf("member add: %w; and the member list could not be read again: %v", err, ferr)
 		}
-		return joinCluster(ctx, client, again, self, peerURL, log)
+		if st, m := classify(again, peerURL); st == joinResume {
+			log.Info("this host's peer URL was added meanwhile; not adding it again", "member_id", fmt.Sprintf("%x", m.ID))
+			return joinedMembers(again, m.ID, self.Name, peerURL), nil
+		}
+		return nil, fmt.Errorf("%w: member add: %w, and the member list does not show it as added and unstarted", ErrConflict, err)
 	}
 	if err != nil {
 		return nil, err
@@ -268,7 +273,11 @@ type addError struct {
 }
 
 func (e *addError) Error() string {
-	return fmt.Sprintf("member add via %s: %s (HTTP %d, code %d)", e.endpoint, e.message, e.status, e.code)
+	s := fmt.Sprintf("member add via %s: %s (HTTP %d, code %d)", e.endpoint, e.message, e.status, e.code)
+	if e.status == http.StatusNotFound {
+		s += "; the agent adds members through etcd's gRPC JSON gateway: is it off (--enable-grpc-gateway=false)?"
+	}
+	return s
 }
 
 // retryable: a network error, or a refusal that passes once another member
