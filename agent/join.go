@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -226,140 +224,6 @@ func joinedMembers(ms []peerMember, id uint64, selfName, peerURL string) []Membe
 		out = append(out, Member{Name: name, PeerURLs: slices.Clone(m.PeerURLs)})
 	}
 	return out
-}
-
-var errPeerURLExists = errors.New("peer URL already exists")
-
-// addMember asks the started members' client URLs, in turn, to add
-// peerURL as a voting member (etcd's v3 JSON gateway, POST
-// /v3/cluster/member/add) and returns the new ID and the member list. It
-// retries, with backoff and until ctx ends, while the cluster refuses
-// because another added member has not started yet or quorum is at risk.
-func addMember(ctx context.Context, client *http.Client, ms []peerMember, peerURL string, log *slog.Logger) (uint64, []peerMember, error) {
-	var endpoints []string
-	for _, m := range ms {
-		endpoints = append(endpoints, m.ClientURLs...)
-	}
-	if len(endpoints) == 0 {
-		return 0, nil, errors.New("member add: no member of the running cluster has started (no client URLs)")
-	}
-	body, _ := json.Marshal(map[string][]string{"peerURLs": {peerURL}})
-	var last error
-	var report time.Time
-	for pause := 250 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
-		for _, ep := range endpoints {
-			id, list, err := postMemberAdd(ctx, client, ep, body)
-			if err == nil || errors.Is(err, errPeerURLExists) || !retryable(err) {
-				return id, list, err
-			}
-			last = err
-		}
-		if time.Since(report) >= 10*time.Second {
-			log.Info("waiting for the running cluster to accept this member", "peer_url", peerURL, "last", last.Error())
-			report = time.Now()
-		}
-		if sleep(ctx, pause) != nil {
-			return 0, nil, fmt.Errorf("%w adding this host to the running cluster: %v", ErrTimeout, last)
-		}
-	}
-}
-
-// addError is a refusal the gateway answered with.
-type addError struct {
-	endpoint string
-	status   int
-	code     int // gRPC code
-	message  string
-}
-
-func (e *addError) Error() string {
-	s := fmt.Sprintf("member add via %s: %s (HTTP %d, code %d)", e.endpoint, e.message, e.status, e.code)
-	if e.status == http.StatusNotFound {
-		s += "; the agent adds members through etcd's gRPC JSON gateway: is it off (--enable-grpc-gateway=false)?"
-	}
-	return s
-}
-
-// retryable: a network error, or a refusal that passes once another member
-// starts (etcd: "re-configuration failed due to not enough started
-// members", "unhealthy cluster", no leader yet).
-func retryable(err error) bool {
-	var ae *addError
-	if !errors.As(err, &ae) {
-		return true
-	}
-	for _, s := range []string{"not enough started members", "unhealthy cluster", "no leader", "leader changed", "timed out"} {
-		if strings.Contains(ae.message, s) {
-			return true
-		}
-	}
-	return ae.status >= 500 && ae.code == 14 // Unavailable
-}
-
-func postMemberAdd(ctx context.Context, client *http.Client, endpoint string, body []byte) (uint64, []peerMember, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(endpoint, "/")+"/v3/cluster/member/add", bytes.NewReader(body))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return 0, nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Message string `json:"message"`
-			Code    int    `json:"code"`
-		}
-		_ = json.Unmarshal(b, &e)
-		if e.Message == "" {
-			e.Message = strings.TrimSpace(string(b))
-		}
-		ae := &addError{endpoint: endpoint, status: resp.StatusCode, code: e.Code, message: e.Message}
-		if strings.Contains(e.Message, "Peer URLs already exists") {
-			return 0, nil, fmt.Errorf("%w: %w", errPeerURLExists, ae)
-		}
-		return 0, nil, ae
-	}
-	// The gateway writes 64-bit IDs as strings.
-	type gwMember struct {
-		ID         string   `json:"ID"`
-		Name       string   `json:"name"`
-		PeerURLs   []string `json:"peerURLs"`
-		ClientURLs []string `json:"clientURLs"`
-	}
-	var r struct {
-		Member  gwMember   `json:"member"`
-		Members []gwMember `json:"members"`
-	}
-	if err := json.Unmarshal(b, &r); err != nil {
-		return 0, nil, fmt.Errorf("member add via %s: %w", endpoint, err)
-	}
-	id, err := strconv.ParseUint(r.Member.ID, 10, 64)
-	if err != nil {
-		return 0, nil, fmt.Errorf("member add via %s: new member ID %q: %w", endpoint, r.Member.ID, err)
-	}
-	var list []peerMember
-	for _, g := range r.Members {
-		mid, err := strconv.ParseUint(g.ID, 10, 64)
-		if err != nil {
-			return 0, nil, fmt.Errorf("member add via %s: member ID %q: %w", endpoint, g.ID, err)
-		}
-		m := peerMember{ID: mid, Name: g.Name, PeerURLs: g.PeerURLs, ClientURLs: g.ClientURLs}
-		if err := m.validate(); err != nil {
-			return 0, nil, fmt.Errorf("member add via %s: %w", endpoint, err)
-		}
-		list = append(list, m)
-	}
-	if !slices.ContainsFunc(list, func(m peerMember) bool { return m.ID == id }) {
-		return 0, nil, fmt.Errorf("member add via %s: the new member %x is not in the member list", endpoint, id)
-	}
-	return id, list, nil
 }
 
 // srvJoin decides, once the SRV records describe the cluster (out), whether

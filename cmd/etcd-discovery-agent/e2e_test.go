@@ -206,7 +206,7 @@ func memberNames(t *testing.T, h testenv.Host) []string {
 func TestLateHostsJoinTheRunningCluster(t *testing.T) {
 	registry, _ := testenv.Registry(t)
 	discovery := newToken(t, registry, 3)
-	hosts := testenv.Hosts(t, "j", 6)
+	hosts := testenv.Hosts(t, "j", 7)
 	etcd := testenv.EtcdBinary(t)
 	startCluster(t, etcd, discovery, hosts[:3])
 	checkCluster(t, discovery, hosts[:3])
@@ -258,6 +258,17 @@ func TestLateHostsJoinTheRunningCluster(t *testing.T) {
 	if got := memberNames(t, hosts[0]); len(got) != 6 || got[0] != "" {
 		t.Fatalf("members after the sixth host's two runs: %q; want five named and one added, unstarted", got)
 	}
+	// While the sixth is added and not started, a seventh host waits (and
+	// says why) instead of adding itself: its etcd would be given a member
+	// list that the sixth's lacks. Timed out, it leaves nothing behind.
+	code, out = runAgent(t, testenv.AgentArgs(hosts[6], discovery, "--on-full", "join", "--timeout", "8s")...)
+	if code != exitTimeout || !strings.Contains(out, "was added but has not started yet") {
+		t.Errorf("seventh host while the sixth has not started: exit %d, want %d naming the unstarted member:\n%s", code, exitTimeout, out)
+	}
+	if got := memberNames(t, hosts[0]); len(got) != 6 {
+		t.Errorf("members after the seventh host timed out: %q; want 6", got)
+	}
+
 	p := testenv.StartEtcdFromEnvFile(t, h.Name, h.EnvFile())
 	testenv.WaitHealthy(t, p, 60*time.Second, h.ClientURL())
 	if got := memberNames(t, hosts[0]); len(got) != 6 || got[0] == "" {
