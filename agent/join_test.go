@@ -116,3 +116,28 @@ func TestByAddress(t *testing.T) {
 		}
 	}
 }
+
+// Which refusals of a member add pass with time.
+func TestRetryable(t *testing.T) {
+	ge := func(status, code int, msg string) error {
+		return &gatewayError{endpoint: "http://10.0.0.1:2379", path: "/v3/cluster/member/add", status: status, code: code, message: msg}
+	}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{ge(503, 14, "etcdserver: unhealthy cluster"), true},
+		{ge(500, 2, "etcdserver: re-configuration failed due to not enough started members"), true},
+		{ge(503, 14, "etcdserver: no leader"), true},
+		{&unstartedError{peerMember{ID: 0xab, PeerURLs: []string{"http://10.0.0.5:2380"}}}, true},
+		{errors.New("dial tcp 10.0.0.1:2379: connect: connection refused"), true},
+		{ge(400, 9, "etcdserver: Peer URLs already exists"), false},
+		{ge(404, 5, "Not Found"), false},
+		{ge(401, 16, "etcdserver: user name is empty"), false},
+		{fmt.Errorf("%w from x: bad", errInvalidMembers), false},
+	} {
+		if got := retryable(tc.err); got != tc.want {
+			t.Errorf("retryable(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
