@@ -3,7 +3,8 @@
 # for example.test, three simulated hosts on loopback addresses, each running
 # the agent (rendezvous on a token, publish its SRV records) and then etcd
 # from the env file it wrote (as systemd's ExecStartPre and ExecStart would),
-# then the result, also as DNS shows it. Cleans up everything it started, by
+# then the result, also as DNS shows it; then a fourth host joins the running
+# cluster by SRV alone, without the token. Cleans up everything it started, by
 # PID, on exit.
 set -euo pipefail
 AGENT=$(realpath "${1:-bin/etcd-discovery-agent}")
@@ -84,18 +85,25 @@ fi
 url=$("$AGENT" token new --endpoints "http://$REG_ADDR" --size ${#HOSTS[@]})
 echo "== token: $url"
 
-for i in "${!HOSTS[@]}"; do
-	n=$((i + 1)); addr=${HOSTS[$i]}; dir="$work/host$n"
+# run_host N ADDR AGENT-ARGS...: the agent, then etcd from its env file, as
+# systemd's ExecStartPre and ExecStart would, in the background.
+run_host() {
+	local n=$1 addr=$2 dir="$work/host$1"
+	shift 2
 	mkdir -p "$dir"
-	echo "== host$n on $addr: etcd-discovery-agent bootstrap (token, then DNS), then etcd from its env file"
 	(
-		"$AGENT" bootstrap --name "host$n" --discovery "$url" --advertise-address "$addr" \
+		"$AGENT" bootstrap --name "host$n" --advertise-address "$addr" \
 			--data-dir "$dir/etcd" --env-file "$dir/etcd.env" --state-dir "$dir/state" --timeout 60s \
-			--publish-server "127.0.0.1:$DNS_PORT" --publish-zone example.test --tsig-key-file "$work/dns/etcd-agents.key"
+			--publish-server "127.0.0.1:$DNS_PORT" --publish-zone example.test --tsig-key-file "$work/dns/etcd-agents.key" "$@"
 		set -a; . "$dir/etcd.env"; set +a
 		exec "$ETCD"
 	) >"$work/host$n.log" 2>&1 &
 	pids+=($!)
+}
+
+for i in "${!HOSTS[@]}"; do
+	echo "== host$((i + 1)) on ${HOSTS[$i]}: etcd-discovery-agent bootstrap (token, then DNS), then etcd from its env file"
+	run_host $((i + 1)) "${HOSTS[$i]}" --discovery "$url"
 done
 for addr in "${HOSTS[@]}"; do wait_healthy "http://$addr:2379"; done
 
@@ -118,4 +126,12 @@ echo "== the cluster etcd's --discovery-srv would find (etcd-discovery-agent loo
 "$AGENT" lookup --srv-domain example.test --dns-resolver "127.0.0.1:$DNS_PORT"
 "$AGENT" lookup --srv-domain example.test --dns-resolver "127.0.0.1:$DNS_PORT" --client
 echo
-echo "demo: a ${#HOSTS[@]}-member cluster formed; stopping it."
+LATE=127.0.0.14
+echo "== host4 on $LATE comes later, without a token: it finds the cluster by SRV and joins it"
+run_host 4 "$LATE" --discovery-srv example.test --size ${#HOSTS[@]} --dns-resolver "127.0.0.1:$DNS_PORT"
+wait_healthy "http://$LATE:2379"
+grep 'msg=' "$work/host4.log" | sed 's/^time=[^ ]* //'
+echo "== member list:"
+"$ETCDCTL" --endpoints "http://${HOSTS[0]}:2379" member list -w table
+echo
+echo "demo: a ${#HOSTS[@]}-member cluster formed by token, a fourth member joined by SRV; stopping it."
