@@ -25,7 +25,7 @@ const (
 	exitUsage        = 2 // bad usage or configuration
 	exitTokenFull    = 3 // token full and --on-full=exit
 	exitTimeout      = 4 // --timeout passed while waiting
-	exitConflict     = 5 // name or member ID held by another host
+	exitConflict     = 5 // name, member ID or peer URL held by another host
 	exitRegistryData = 6 // token missing, bad size, or an invalid registration
 	exitDNS          = 7 // DNS update refused, or published records do not check out
 )
@@ -55,8 +55,9 @@ Exit codes:
   1  failure (I/O, registry refused a request, interrupted)
   2  bad usage or configuration
   3  the token is full without this host and --on-full=exit
-  4  timed out (--timeout) waiting for the registry or the token to fill
-  5  conflict: the name or member ID is held by another host
+  4  timed out (--timeout) waiting for the registry, the token, the SRV
+     records or the running cluster (to add this host)
+  5  conflict: the name, member ID or peer URL is held by another host
   6  the token is missing or holds invalid data (bad size, malformed entry)
   7  DNS: the update was refused, or the published records would mislead etcd
 
