@@ -891,4 +891,21 @@ func TestEtcdsOwnSRVDiscoveryFromPublishedRecords(t *testing.T) {
 			t.Errorf("etcd did not bootstrap from DNS itself:\n%s", p.Output())
 		}
 	}
+
+	// A later host joins the running 3.7 cluster: member list, lock and
+	// member add through 3.7's gateway; its env file is static (existing).
+	late := n.AddHost(t, "infra4")
+	p := testenv.StartNetHost(t, agentBin, etcd37, late, srvArgs(late, named, "--output", "discovery-srv")...)
+	testenv.WaitHealthy(t, p, 90*time.Second, late.ClientURL())
+	env = testenv.ReadEnvFile(t, late.EnvFile())
+	if env["ETCD_INITIAL_CLUSTER_STATE"] != "existing" || env["ETCD_DISCOVERY_SRV"] != "" || !strings.Contains(env["ETCD_INITIAL_CLUSTER"], "infra4=http://infra4.example.test:2380") {
+		t.Errorf("infra4's env file: %v", env)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ms, err := testenv.Members(ctx, hosts[0].ClientURL())
+	testenv.Must(t, err, "member list")
+	if len(ms) != 4 {
+		t.Errorf("%d members after infra4 joined: %v", len(ms), ms)
+	}
 }
