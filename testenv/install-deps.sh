@@ -20,5 +20,14 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 echo "installing:$need"
+# The tests start their own servers on free ports; keep the packages' own
+# services (etcd, named, knot, pdns, several wanting port 53) from starting
+# on a machine whose init would start them: policy-rc.d's 101 tells
+# invoke-rc.d and deb-systemd-invoke not to.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod 755 /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
