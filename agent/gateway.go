@@ -270,15 +270,14 @@ func addMember(ctx context.Context, client *http.Client, ms []peerMember, peerUR
 	}
 	// The requests set their own deadlines; the wait for the lock has none
 	// but ctx's.
-	untimed := *client
-	untimed.Timeout = 0
+	untimed := &http.Client{Transport: client.Transport}
 	var (
 		last   error
 		report time.Time
 	)
 	for pause := 250 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
 		for _, ep := range endpoints {
-			id, list, err := addOne(ctx, gateway{&untimed, ep}, peerURL)
+			id, list, err := addOne(ctx, gateway{untimed, ep}, peerURL)
 			if err == nil || !retryable(err) {
 				return id, list, err
 			}

@@ -178,7 +178,7 @@ func joinCluster(ctx context.Context, client *http.Client, ms []peerMember, self
 			ErrConflict, peerURL, m.Name, m.ID, m.ID)
 	case joinResume:
 		log.Info("this host was added to the running cluster by an earlier run; not adding it again", "member_id", fmt.Sprintf("%x", m.ID))
-		return joinedMembers(ms, m.ID, self.Name, peerURL), nil
+		return joinedMembers(ms, m.ID, self.Name), nil
 	}
 	id, list, err := addMember(ctx, client, ms, peerURL, log)
 	if errors.Is(err, errPeerURLExists) {
@@ -190,7 +190,7 @@ func joinCluster(ctx context.Context, client *http.Client, ms []peerMember, self
 		}
 		if st, m := classify(again, peerURL); st == joinResume {
 			log.Info("this host's peer URL was added meanwhile; not adding it again", "member_id", fmt.Sprintf("%x", m.ID))
-			return joinedMembers(again, m.ID, self.Name, peerURL), nil
+			return joinedMembers(again, m.ID, self.Name), nil
 		}
 		return nil, fmt.Errorf("%w: member add: %w, and the member list does not show it as added and unstarted", ErrConflict, err)
 	}
@@ -198,7 +198,7 @@ func joinCluster(ctx context.Context, client *http.Client, ms []peerMember, self
 		return nil, err
 	}
 	log.Info("added this host to the running cluster", "member_id", fmt.Sprintf("%x", id), "peer_url", peerURL)
-	return joinedMembers(list, id, self.Name, peerURL), nil
+	return joinedMembers(list, id, self.Name), nil
 }
 
 func peerURLsOf(ms []peerMember) []string {
@@ -211,7 +211,7 @@ func peerURLsOf(ms []peerMember) []string {
 
 // joinedMembers is the member list etcd needs to join: every member with
 // its name, the new one (id) named selfName, unstarted others by their ID.
-func joinedMembers(ms []peerMember, id uint64, selfName, peerURL string) []Member {
+func joinedMembers(ms []peerMember, id uint64, selfName string) []Member {
 	var out []Member
 	for _, m := range ms {
 		name := m.Name

@@ -42,7 +42,7 @@ func TestJoinedMembers(t *testing.T) {
 		{ID: 0xab, PeerURLs: []string{"http://10.0.0.5:2380"}},
 		{ID: 0x4, PeerURLs: []string{"http://10.0.0.4:2380"}},
 	}
-	got := InitialCluster(joinedMembers(ms, 0x4, "infra4", "http://10.0.0.4:2380"))
+	got := InitialCluster(joinedMembers(ms, 0x4, "infra4"))
 	want := "infra1=http://10.0.0.1:2380,ab=http://10.0.0.5:2380,infra4=http://10.0.0.4:2380"
 	if got != want {
 		t.Errorf("got %s\nwant %s", got, want)

@@ -3,13 +3,12 @@ package agent
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -56,42 +55,22 @@ func waitForLead(ctx context.Context, members []Member, self Member, bound time.
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	log.Info("waiting for the lead member to serve before starting", "lead", lead, "at_most", bound.String())
-	var (
-		dialer   net.Dialer
-		mu       sync.Mutex // the transport dials on goroutines of its own
-		resolved string
-	)
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if resolved == "" {
-			host, port, err := net.SplitHostPort(addr)
-			if err != nil {
-				return nil, err
+	// A lead URL with a DNS name is resolved once, not on every try.
+	if u, err := url.Parse(lead); err == nil {
+		host := strings.ToLower(u.Hostname())
+		_, known := addrs[host]
+		if _, err := netip.ParseAddr(host); err != nil && !known {
+			if ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host); err == nil && len(ips) > 0 {
+				addrs = map[string]netip.Addr{host: ips[0].Unmap()}
 			}
-			ip, ok := addrs[strings.ToLower(host)]
-			if !ok {
-				ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-				if err != nil || len(ips) == 0 {
-					return nil, fmt.Errorf("resolve %s: %v", host, err)
-				}
-				ip = ips[0]
-			}
-			resolved = net.JoinHostPort(ip.Unmap().String(), port)
 		}
-		return dialer.DialContext(ctx, network, resolved)
 	}
-	client := &http.Client{
-		Timeout: 250 * time.Millisecond,
-		Transport: &http.Transport{
-			// Only whether the peer answers is of interest; nothing is sent
-			// and nothing received is trusted.
-			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
-			DisableKeepAlives: true,
-			Proxy:             nil,
-			DialContext:       dial,
-		},
-	}
+	client := clusterClient(addrs, 250*time.Millisecond)
+	// Only whether the peer answers is of interest; nothing is sent and
+	// nothing received is trusted.
+	t := client.Transport.(*http.Transport)
+	t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	t.DisableKeepAlives = true
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, lead+"/version", nil)
 		if err != nil {
