@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/registry"
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/resolver"
 )
 
 // Errors that decide the outcome of a run; cmd maps them to exit codes.
@@ -167,6 +168,11 @@ func (c *Config) Validate() error {
 		}
 		if c.ClusterToken == "" {
 			errs = append(errs, errors.New("--cluster-token: must not be empty"))
+		}
+		for _, s := range c.DNSResolvers {
+			if _, err := resolver.ParseServer(s); err != nil {
+				errs = append(errs, fmt.Errorf("--dns-resolver %w", err))
+			}
 		}
 		if c.DNS.Enabled() && c.DNS.Domain == "" {
 			c.DNS.Domain = c.DiscoverySRV

@@ -30,12 +30,12 @@ func (c *Config) clusterToken() string {
 }
 
 func (c *Config) resolver() (*resolver.Resolver, error) {
-	if len(c.DNSResolvers) > 0 {
-		return &resolver.Resolver{Servers: c.DNSResolvers}, nil
-	}
-	r, err := resolver.FromResolvConf("/etc/resolv.conf")
-	if err != nil {
+	r, err := resolver.New(c.DNSResolvers, "/etc/resolv.conf")
+	switch {
+	case err != nil && len(c.DNSResolvers) == 0:
 		return nil, fmt.Errorf("%w: --dns-resolver not given and /etc/resolv.conf unusable: %w", ErrConfig, err)
+	case err != nil:
+		return nil, fmt.Errorf("%w: --dns-resolver %w", ErrConfig, err)
 	}
 	return r, nil
 }

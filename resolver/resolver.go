@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -62,6 +63,37 @@ func FromResolvConf(path string) (*Resolver, error) {
 		r.Servers = append(r.Servers, net.JoinHostPort(s, cc.Port))
 	}
 	return r, nil
+}
+
+// New returns a Resolver asking servers in turn (each an IP or IP:PORT, see
+// ParseServer), or, without servers, the nameservers of the resolv.conf(5)
+// file resolvConf.
+func New(servers []string, resolvConf string) (*Resolver, error) {
+	if len(servers) == 0 {
+		return FromResolvConf(resolvConf)
+	}
+	r := &Resolver{}
+	for _, s := range servers {
+		ap, err := ParseServer(s)
+		if err != nil {
+			return nil, err
+		}
+		r.Servers = append(r.Servers, ap)
+	}
+	return r, nil
+}
+
+// ParseServer parses a DNS server given as an IP address or IP:PORT (an
+// IPv6 address with a port in brackets) and returns it as "IP:PORT", port
+// 53 when none is given. Names are refused: they would need a resolver.
+func ParseServer(s string) (string, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.String(), nil
+	}
+	if a, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
+		return netip.AddrPortFrom(a, 53).String(), nil
+	}
+	return "", fmt.Errorf("%q: want IP or IP:PORT", s)
 }
 
 func (r *Resolver) timeout() time.Duration {

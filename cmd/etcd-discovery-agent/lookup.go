@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -145,22 +144,12 @@ func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer, env
 // lookupResolver asks the given servers (IP or IP:PORT), or the nameservers
 // of /etc/resolv.conf.
 func lookupResolver(servers []string) (*resolver.Resolver, error) {
-	if len(servers) == 0 {
-		r, err := resolver.FromResolvConf("/etc/resolv.conf")
-		if err != nil {
-			return nil, fmt.Errorf("--dns-resolver not given and %w", err)
-		}
-		return r, nil
-	}
-	r := &resolver.Resolver{}
-	for _, s := range servers {
-		if ap, err := netip.ParseAddrPort(s); err == nil {
-			r.Servers = append(r.Servers, ap.String())
-		} else if a, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
-			r.Servers = append(r.Servers, netip.AddrPortFrom(a, 53).String())
-		} else {
-			return nil, fmt.Errorf("--dns-resolver %q: want IP or IP:PORT", s)
-		}
+	r, err := resolver.New(servers, "/etc/resolv.conf")
+	switch {
+	case err != nil && len(servers) == 0:
+		return nil, fmt.Errorf("--dns-resolver not given and %w", err)
+	case err != nil:
+		return nil, fmt.Errorf("--dns-resolver %w", err)
 	}
 	return r, nil
 }
