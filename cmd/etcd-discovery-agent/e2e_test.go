@@ -455,7 +455,7 @@ func TestBadInputExitCodes(t *testing.T) {
 		{"unknown token", testenv.AgentArgs(h, registry+"/v2/keys/discovery/nosuchtoken", "--timeout", "20s"), exitRegistryData, "token new"},
 		{"token new size 0", []string{"token", "new", "--endpoints", registry, "--size", "0"}, exitUsage, "--size"},
 		{"DNS server by name", []string{"bootstrap", "--name", "a", "--advertise-address", "127.0.0.1", "--discovery-srv", "example.test", "--size", "3",
-			"--dns-resolver", "ns1.example.test", "--data-dir", h.DataDir(), "--env-file", h.EnvFile(), "--state-dir", h.StateDir()}, exitUsage, `--dns-resolver "ns1.example.test": want IP or IP:PORT`},
+			"--dns-resolver", "ns1.example.test", "--data-dir", h.DataDir(), "--env-file", h.EnvFile(), "--state-dir", h.StateDir()}, exitUsage, `ns1.example.test\": want IP or IP:PORT`},
 		{"unknown command", []string{"frobnicate"}, exitUsage, "unknown command"},
 	}
 	for _, tc := range tests {
