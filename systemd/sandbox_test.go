@@ -83,7 +83,7 @@ func TestSandbox(t *testing.T) {
 		t.Skip("boots systemd in namespaces and runs real etcd; skipped with -short")
 	}
 	etcdUnitPath := sandboxPrereqs(t)
-	bin := agentBinary(t)
+	bin := builtAgent
 	sweepStaleCgroups(t)
 
 	t.Run("bootstrap and reboot", func(t *testing.T) {

@@ -17,10 +17,10 @@ import (
 	"time"
 
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/envfile"
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
 )
 
 const (
-	agentPkg   = "github.com/etcd-discovery-agent/etcd-discovery-agent/cmd/etcd-discovery-agent"
 	agentUnit  = "etcd-discovery-agent.service"
 	dropIn     = "etcd.service.d/10-discovery-agent.conf"
 	exampleEnv = "agent.env.example"
@@ -72,18 +72,21 @@ Restart=on-abnormal
 WantedBy=multi-user.target
 `
 
-var build struct {
-	once sync.Once
-	dir  string
-	bin  string
-	err  error
-}
+// builtAgent is the agent built once for this package's tests.
+var builtAgent string
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if build.dir != "" {
-		os.RemoveAll(build.dir)
+	dir, err := os.MkdirTemp("", "systemd-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
+	if builtAgent, err = testenv.BuildAgent(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
@@ -120,43 +123,6 @@ func runE(ctx context.Context, timeout time.Duration, dir, name string, args ...
 		return string(out), -1, fmt.Errorf("%s %s: %v", name, strings.Join(args, " "), err)
 	}
 	return string(out), 0, nil
-}
-
-// agentBinary builds the agent once per test binary run.
-func agentBinary(t *testing.T) string {
-	t.Helper()
-	build.once.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			build.err = fmt.Errorf("go not in PATH: %w", err)
-			return
-		}
-		ctx := context.Background()
-		gomod, code, err := runE(ctx, time.Minute, "", goBin, "env", "GOMOD")
-		gomod = strings.TrimSpace(gomod)
-		switch {
-		case err != nil:
-			build.err = err
-			return
-		case code != 0 || gomod == "" || gomod == os.DevNull:
-			build.err = fmt.Errorf("go env GOMOD: exit %d, %q: not inside the module", code, gomod)
-			return
-		}
-		if build.dir, err = os.MkdirTemp("", "systemd-test-"); err != nil {
-			build.err = err
-			return
-		}
-		build.bin = filepath.Join(build.dir, "etcd-discovery-agent")
-		out, code, err := runE(ctx, 5*time.Minute, filepath.Dir(gomod), goBin, "build", "-o", build.bin, agentPkg)
-		if err == nil && code != 0 {
-			err = fmt.Errorf("go build %s: exit %d:\n%s", agentPkg, code, out)
-		}
-		build.err = err
-	})
-	if build.err != nil {
-		t.Fatal(build.err)
-	}
-	return build.bin
 }
 
 // systemdAnalyze returns the path of systemd-analyze, or skips the test.
@@ -321,7 +287,7 @@ func verify(t *testing.T, analyze, root string, units ...string) (string, int) {
 
 func TestUnitsVerify(t *testing.T) {
 	analyze := systemdAnalyze(t)
-	bin := agentBinary(t)
+	bin := builtAgent
 	etcdUnit := hostEtcdUnit(t)
 
 	t.Run("clean", func(t *testing.T) {
@@ -450,7 +416,7 @@ var (
 // ("" when none is shown).
 func helpDefaults(t *testing.T) map[string]string {
 	t.Helper()
-	bin := agentBinary(t)
+	bin := builtAgent
 	helpOnce.Do(func() {
 		out, code, err := runE(context.Background(), 30*time.Second, "", bin, "bootstrap", "--help")
 		if err == nil && code != 0 {

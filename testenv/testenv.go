@@ -363,24 +363,47 @@ func Members(ctx context.Context, clientURL string) ([]MemberInfo, error) {
 // ModuleRoot returns the directory of this module's go.mod.
 func ModuleRoot(t testing.TB) string {
 	t.Helper()
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil || strings.TrimSpace(string(out)) == "" || strings.TrimSpace(string(out)) == os.DevNull {
-		t.Fatalf("cannot find the module root (go env GOMOD): %v", err)
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return filepath.Dir(strings.TrimSpace(string(out)))
+	return root
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("cannot find the module root (go env GOMOD): %v", err)
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// BuildAgent builds the agent into dir and returns its path; for a
+// TestMain that builds it once for a package's tests.
+func BuildAgent(dir string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "etcd-discovery-agent")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/etcd-discovery-agent")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build agent: %v\n%s", err, out)
+	}
+	return bin, nil
 }
 
 // AgentBinary builds the agent into a temporary directory and returns its
 // path.
 func AgentBinary(t testing.TB) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "etcd-discovery-agent")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/etcd-discovery-agent")
-	cmd.Dir = ModuleRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build agent: %v\n%s", err, out)
+	bin, err := BuildAgent(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
