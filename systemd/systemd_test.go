@@ -75,20 +75,7 @@ WantedBy=multi-user.target
 // builtAgent is the agent built once for this package's tests.
 var builtAgent string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "systemd-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if builtAgent, err = testenv.BuildAgent(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithAgent(m, &builtAgent)) }
 
 // run runs a command with a deadline and returns its combined output and
 // exit code. Not finishing in time, or not starting at all, is fatal.

@@ -397,6 +397,23 @@ func BuildAgent(dir string) (string, error) {
 	return bin, nil
 }
 
+// RunWithAgent is the body of a TestMain for tests that share one agent
+// binary: it builds the agent into a temporary directory, sets *bin to it,
+// runs the tests, removes the directory and returns the exit code.
+func RunWithAgent(m *testing.M, bin *string) int {
+	dir, err := os.MkdirTemp("", "eda-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if *bin, err = BuildAgent(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
 // AgentBinary builds the agent into a temporary directory and returns its
 // path.
 func AgentBinary(t testing.TB) string {

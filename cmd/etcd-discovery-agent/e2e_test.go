@@ -25,20 +25,7 @@ import (
 // agentBin is the agent built once for this package's tests.
 var agentBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "eda-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if agentBin, err = testenv.BuildAgent(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithAgent(m, &agentBin)) }
 
 // runAgent runs the agent to completion and returns its exit code and
 // combined output.
