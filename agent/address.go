@@ -71,3 +71,48 @@ func literalAddr(s string) (netip.Addr, bool) {
 	}
 	return addr.Unmap(), true
 }
+
+// addresses resolves the advertise and listen addresses: the advertise
+// address must be a unicast address a peer can reach; the listen address
+// may also be the unspecified address (every interface).
+func (c *Config) addresses() (advertise, listen netip.Addr, err error) {
+	advertise, err = ResolveAddress(c.AdvertiseAddress)
+	if err != nil {
+		return advertise, listen, fmt.Errorf("%w: %w", ErrConfig, &FieldError{Field: "AdvertiseAddress", Err: err})
+	}
+	if why := notReachable(advertise); why != "" {
+		return advertise, listen, fmt.Errorf("%w: %w", ErrConfig, fieldErr("AdvertiseAddress", "%s is %s, which peers cannot reach; give the host's own unicast address", advertise, why))
+	}
+	listen = advertise
+	if c.ListenAddress != "" {
+		if listen, err = ResolveAddress(c.ListenAddress); err != nil {
+			return advertise, listen, fmt.Errorf("%w: %w", ErrConfig, &FieldError{Field: "ListenAddress", Err: err})
+		}
+		if why := notReachable(listen); why != "" && !listen.IsUnspecified() {
+			return advertise, listen, fmt.Errorf("%w: %w", ErrConfig, fieldErr("ListenAddress", "%s is %s; etcd can listen only on a unicast address of this host, or on %s for all of them", listen, why, unspecified(listen)))
+		}
+	}
+	return advertise, listen, nil
+}
+
+// notReachable says why peers cannot reach addr, or "" if they can.
+func notReachable(addr netip.Addr) string {
+	switch {
+	case !addr.IsValid():
+		return "no address"
+	case addr.IsUnspecified():
+		return "the unspecified address"
+	case addr.IsMulticast():
+		return "a multicast address"
+	case addr == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "the broadcast address"
+	}
+	return ""
+}
+
+func unspecified(addr netip.Addr) string {
+	if addr.Is6() {
+		return "::"
+	}
+	return "0.0.0.0"
+}

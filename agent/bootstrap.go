@@ -9,180 +9,243 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
-	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/envfile"
-	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/registry"
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/resolver"
 )
 
-// Result tells what a bootstrap decided and wrote.
-type Result struct {
-	Role    Role
-	State   string   // ETCD_INITIAL_CLUSTER_STATE written: "new" or "existing"
-	Source  string   // "registry", "cache" (earlier rendezvous) or "data-dir" (initialised member)
-	Members []Member // the cluster, in registration order; nil when unknown
-	EnvFile string
+// Deps are the parts of a bootstrap that do I/O, each behind the interface
+// the core defines for it. cmd builds them from the Config.
+type Deps struct {
+	Registry  Registry           // the token; nil in SRV mode
+	Publisher Publisher          // this host's DNS records; nil when none are published
+	Resolver  *resolver.Resolver // SRV lookups (SRV mode); nil otherwise
+	Cluster   ClusterDialer      // a running cluster's client URLs (join)
+	Peers     Peers              // etcd's peer API (the member-list probe, the ordered start)
+	Output    Output             // where the plan goes: the env file
+	Clock     Clock
+	Log       *slog.Logger
 }
 
-// Bootstrap runs the whole ExecStartPre job: resolve addresses, decide from
-// the data dir, the cached result or the registry what this host is, and
-// write the environment file. It returns an error, and writes nothing,
-// whenever it cannot write a file from which etcd would start correctly.
-func Bootstrap(ctx context.Context, cfg Config, version string, log *slog.Logger) (*Result, error) {
+// Bootstrap decides how this host's etcd starts and writes it out: it
+// validates the whole configuration, resolves the addresses and renders a
+// trial env file before it touches anything; then it decides the plan
+// from the data dir, the cached result, the SRV records or the token, and
+// renders it. It returns an error, and writes no env file, whenever it
+// cannot write one from which etcd starts correctly.
+func Bootstrap(ctx context.Context, cfg Config, deps Deps) (*Plan, error) {
+	b, err := prepare(cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	b.log.Info("starting", "peer_url", b.base.Self.PeerURLs[0], "listen", b.base.Host.ListenPeerURL, "discovery", b.cfg.source())
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	plan, err := b.decide(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.finish(ctx, plan); err != nil {
+		return nil, err
+	}
+	return &plan, nil
+}
+
+// bootstrap is one run.
+type bootstrap struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+	base Plan // this host, with no cluster decided yet
+	adv  netip.Addr
+}
+
+// prepare does every check that can fail before anything is written:
+// the configuration, the addresses, the output of this host.
+func prepare(cfg Config, deps Deps) (*bootstrap, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	switch {
+	case deps.Output == nil, deps.Clock == nil, deps.Log == nil:
+		return nil, errors.New("bootstrap: Output, Clock and Log are required")
+	case cfg.DiscoverySRV == "" && deps.Registry == nil:
+		return nil, errors.New("bootstrap: a Registry is required for a token")
+	case cfg.DiscoverySRV != "" && deps.Resolver == nil:
+		return nil, errors.New("bootstrap: a Resolver is required for SRV discovery")
+	case cfg.DNS.Enabled() && deps.Publisher == nil:
+		return nil, errors.New("bootstrap: a Publisher is required to publish records")
 	}
 	adv, listen, err := cfg.addresses()
 	if err != nil {
 		return nil, err
 	}
-	self := Member{Name: cfg.Name, PeerURLs: []string{HostURL(cfg.Scheme, adv, cfg.PeerPort)}}
-	log = log.With("name", self.Name)
-	log.Info("starting", "peer_url", self.PeerURLs[0], "listen", listen.String(), "discovery", cfg.Discovery)
-
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
-
-	cached, err := loadState(cfg.StateDir)
-	if err != nil {
+	b := &bootstrap{cfg: cfg, deps: deps, log: deps.Log.With("name", cfg.Name), adv: adv}
+	b.base = Plan{
+		Role:         RoleMember,
+		State:        "new",
+		Self:         Member{Name: cfg.Name, PeerURLs: []string{HostURL(cfg.Scheme, adv, cfg.PeerPort)}},
+		ClusterToken: cfg.clusterToken(),
+		Host:         cfg.host(adv, listen),
+	}
+	if cfg.DiscoverySRV != "" && cfg.Output == "discovery-srv" {
+		b.base.DiscoverySRV = strings.TrimSuffix(dnsName(cfg.DiscoverySRV), ".")
+		b.base.DiscoverySRVName = cfg.DNS.SRVName
+	}
+	// A trial: whatever the env file cannot carry (a data dir, a token)
+	// fails here, before the registry or the DNS is touched.
+	trial := b.base
+	trial.Source, trial.Members = SourceRegistry, []Member{b.base.Self}
+	if err := deps.Output.Check(trial); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if cached != nil && !cached.matches(cfg.source(), self) {
-		log.Info("ignoring the cached result of another token or host identity", "cached_token", cached.Discovery, "cached_name", cached.Name)
-		cached = nil
-	}
+	return b, nil
+}
 
-	w := envWriter{cfg: cfg, self: self, adv: adv, listen: listen, version: version}
-	publishDNS := func() error {
-		if !cfg.DNS.Enabled() {
-			return nil
+// host is what etcd needs of this host beside the cluster.
+func (c *Config) host(adv, listen netip.Addr) Host {
+	clients := []string{HostURL(c.Scheme, listen, c.ClientPort)}
+	if c.ListenLoopback && !listen.IsLoopback() && !listen.IsUnspecified() {
+		lo := netip.MustParseAddr("127.0.0.1")
+		if listen.Is6() {
+			lo = netip.IPv6Loopback()
 		}
-		return publish(ctx, cfg.DNS, dnsHost(cfg.DNS, self.Name, cfg.Scheme, adv, cfg.PeerPort, cfg.ClientPort), log)
+		clients = append(clients, HostURL(c.Scheme, lo, c.ClientPort))
 	}
+	return Host{
+		Name:              c.Name,
+		AdvertisePeerURLs: []string{HostURL(c.Scheme, adv, c.PeerPort)},
+		ListenPeerURL:     HostURL(c.Scheme, listen, c.PeerPort),
+		AdvertiseClient:   HostURL(c.Scheme, adv, c.ClientPort),
+		ListenClientURLs:  clients,
+		DataDir:           c.DataDir,
+	}
+}
 
-	initialized, err := memberInitialized(cfg.DataDir)
+// decide finds the plan: an initialised member restarts; a cached result
+// is reused; otherwise the SRV records or the token decide.
+func (b *bootstrap) decide(ctx context.Context) (Plan, error) {
+	cached := b.loadCache()
+	initialized, err := memberInitialized(b.cfg.DataDir)
 	if err != nil {
-		return nil, err
+		return Plan{}, err
 	}
-	if initialized {
-		// etcd ignores every bootstrap setting once its WAL exists; the
-		// registry is not needed, and must not be, for a restart.
-		res := &Result{Role: RoleMember, State: "existing", Source: "data-dir", EnvFile: cfg.EnvFile}
-		cluster := ""
-		if cached != nil && cached.Role == RoleMember {
-			cluster = cached.InitialCluster
-			res.Members, _ = ParseCluster(cluster)
-		} else {
-			log.Warn("data dir holds a member but no cached member list matches; writing the env file without ETCD_INITIAL_CLUSTER")
-		}
-		log.Info("data dir already holds an initialised member; not contacting the registry", "data_dir", cfg.DataDir)
-		// Keep DNS in line with this host (its address may have changed),
-		// but never let a DNS outage keep a member from restarting.
-		if err := publishDNS(); err != nil {
-			log.Warn("could not refresh this member's DNS records; restarting anyway", "err", err)
-		}
-		return res, w.member(cluster, "existing", "restart of an initialised member")
+	switch {
+	case initialized:
+		return b.restart(cached), nil
+	case cached != nil:
+		b.log.Info("using the cached result of the earlier rendezvous", "role", cached.Role, "written", cached.Written)
+		return b.fromCache(cached), nil
+	case b.cfg.DiscoverySRV != "":
+		return b.fromSRV(ctx)
 	}
+	return b.fromToken(ctx)
+}
 
-	var out outcome
-	source := "cache"
-	if cached != nil {
-		log.Info("using the cached result of the earlier rendezvous on this token", "role", cached.Role, "written", cached.Written.Format(time.RFC3339))
-		out.members, _ = ParseCluster(cached.InitialCluster)
-		out.size = len(out.members)
-		out.full = cached.Role == RoleProxy
-		out.joined = cached.State == "existing"
-	} else if cfg.DiscoverySRV != "" {
-		source = "dns-srv"
-		// Publish first, so that the other members see this one.
-		if err := publishDNS(); err != nil {
-			return nil, err
-		}
-		if out.members, out.addrs, err = srvCluster(ctx, cfg, self, log); err != nil {
-			return nil, err
-		}
-		// The records may describe a cluster that runs already: then this
-		// host is a later member and joins it.
-		if err := srvJoin(ctx, &out, self, log); err != nil {
-			return nil, err
-		}
-		if !out.joined && len(out.members) > cfg.Size {
-			log.Warn("SRV records show more members than --size; using them all", "have", len(out.members), "size", cfg.Size)
-		}
-		out.size = len(out.members)
+// restart is the plan of a member whose data dir holds its WAL: etcd
+// ignores every bootstrap setting then, so the registry is not asked, and
+// must not be, for a restart.
+func (b *bootstrap) restart(cached *state) Plan {
+	p := b.base
+	p.Source, p.State = SourceDataDir, "existing"
+	p.DiscoverySRV = ""
+	if cached != nil && cached.Role == RoleMember {
+		p.Members, p.Self = cached.cluster()
 	} else {
-		source = "registry"
-		reg, err := registry.New(cfg.Discovery, nil)
-		if err != nil {
-			return nil, fmt.Errorf("%w: --discovery: %w", ErrConfig, err)
-		}
-		if out, err = newRendezvous(reg, self, log).run(ctx); err != nil {
-			return nil, err
-		}
+		b.log.Warn("data dir holds a member but no cached member list matches; writing the env file without ETCD_INITIAL_CLUSTER")
 	}
-	cluster := InitialCluster(out.members)
-	saveResult := func(role Role) error {
-		if source == "cache" {
-			return nil
-		}
-		st := state{Discovery: cfg.source(), Name: self.Name, PeerURLs: self.PeerURLs, Role: role, InitialCluster: cluster, Written: time.Now().UTC()}
-		if out.joined {
-			st.State = "existing"
-		}
-		return saveState(cfg.StateDir, st)
-	}
+	b.log.Info("data dir already holds an initialised member; not contacting the registry", "data_dir", b.cfg.DataDir)
+	return p
+}
 
-	if out.full && cfg.OnFull == OnFullJoin {
-		if err := tokenJoin(ctx, &out, self, cfg.Discovery, log); err != nil {
-			return nil, err
-		}
-		cluster = InitialCluster(out.members)
+// fromCache is the plan of the cached result.
+func (b *bootstrap) fromCache(cached *state) Plan {
+	p := b.base
+	p.Source, p.Role = SourceCache, cached.Role
+	p.Members, p.Self = cached.cluster()
+	if cached.State == "existing" {
+		p.State, p.Joined = "existing", true
+		p.DiscoverySRV = ""
 	}
+	return p
+}
+
+// fromToken runs the rendezvous and decides what a host that comes after
+// the token filled does.
+func (b *bootstrap) fromToken(ctx context.Context) (Plan, error) {
+	out, err := newRendezvous(b.deps.Registry, b.base.Self, b.deps.Clock, b.log).run(ctx)
+	if err != nil {
+		return Plan{}, err
+	}
+	p := b.base
+	p.Source, p.Members = SourceRegistry, out.members
 	if out.full {
 		names := make([]string, len(out.members))
 		for i, m := range out.members {
 			names[i] = m.Name
 		}
-		if cfg.OnFull != OnFullProxy {
-			return nil, fmt.Errorf("%w: %s already has its %d members (%s) and this host is not one of them; use a new token, let it join the running cluster with --on-full=join, or run it as a proxy with --on-full=proxy",
-				ErrTokenFull, cfg.Discovery, out.size, strings.Join(names, ", "))
-		}
-		log.Info("token is full; this host becomes a v2 proxy", "members", strings.Join(names, ","))
-		if err := saveResult(RoleProxy); err != nil {
-			return nil, err
-		}
-		return &Result{Role: RoleProxy, Source: source, Members: out.members, EnvFile: cfg.EnvFile}, w.proxy(cluster)
-	}
-
-	if source != "dns-srv" {
-		if err := publishDNS(); err != nil {
-			return nil, err
+		switch b.cfg.OnFull {
+		case OnFullJoin:
+			b.log.Info("token is full; joining its running cluster", "members", strings.Join(names, ","))
+			if p, err = b.joinToken(ctx, p, out.members); err != nil {
+				return Plan{}, err
+			}
+		case OnFullProxy:
+			b.log.Info("token is full; this host becomes a v2 proxy", "members", strings.Join(names, ","))
+			p.Role = RoleProxy
+		default:
+			return Plan{}, fmt.Errorf("%w: %s already has its %d members (%s) and this host is not one of them",
+				ErrTokenFull, b.deps.Registry.Token(), out.size, strings.Join(names, ", "))
 		}
 	}
-	if err := saveResult(RoleMember); err != nil {
-		return nil, err
-	}
-	clusterState, what := "new", fmt.Sprintf("member %d of a new %d-member cluster", position(out.members, self)+1, len(out.members))
-	if out.joined {
-		clusterState, what = "existing", fmt.Sprintf("member %d of %d, joining the running cluster", position(out.members, self)+1, len(out.members))
-	}
-	if err := w.member(cluster, clusterState, what); err != nil {
-		return nil, err
-	}
-	log.Info("wrote environment file", "path", cfg.EnvFile, "state", clusterState, "initial_cluster", cluster)
-	if !out.joined && (cfg.DiscoverySRV == "" || cfg.Output == "static") {
-		waitForLead(ctx, out.members, self, cfg.PeerWait, out.addrs, log)
-	}
-	return &Result{Role: RoleMember, State: clusterState, Source: source, Members: out.members, EnvFile: cfg.EnvFile}, nil
+	b.saveCache(p)
+	return p, nil
 }
 
-func position(members []Member, self Member) int {
-	for i, m := range members {
-		if m.Name == self.Name {
-			return i
+// joinToken adds this host to the running cluster of a full token.
+func (b *bootstrap) joinToken(ctx context.Context, p Plan, members []Member) (Plan, error) {
+	var peers []string
+	for _, m := range members {
+		peers = append(peers, m.PeerURLs...)
+	}
+	ms, err := runningMembers(ctx, b.deps.Peers, peers, b.deps.Clock, b.log)
+	if err != nil {
+		return Plan{}, fmt.Errorf("the running cluster of %s: %w", b.deps.Registry.Token(), err)
+	}
+	joined, err := b.joiner(b.base.Self).join(ctx, ms)
+	if err != nil {
+		return Plan{}, err
+	}
+	p.Members, p.State, p.Joined = joined, "existing", true
+	return p, nil
+}
+
+func (b *bootstrap) joiner(self Member) joiner {
+	return joiner{self: self, as: b.cfg.JoinAs, replace: b.cfg.Replace, peers: b.deps.Peers, dial: b.deps.Cluster, clock: b.deps.Clock, log: b.log}
+}
+
+// finish publishes this host's records, writes the plan and, for a new
+// cluster, lets the lead member start first. Publishing fails the run,
+// except on the restart of an initialised member: DNS never keeps a member
+// from restarting.
+func (b *bootstrap) finish(ctx context.Context, p Plan) error {
+	switch {
+	case p.Source == SourceDataDir:
+		if err := b.publish(ctx); err != nil {
+			b.log.Warn("could not refresh this member's DNS records; restarting anyway", "err", err)
+		}
+	case p.Source != SourceSRV && p.Role == RoleMember:
+		if err := b.publish(ctx); err != nil {
+			return err
 		}
 	}
-	return -1
+	if err := b.deps.Output.Write(p); err != nil {
+		return err
+	}
+	b.log.Info("wrote environment file", "role", p.Role, "state", p.State, "source", p.Source, "initial_cluster", InitialCluster(p.Members))
+	if p.Role == RoleMember && p.State == "new" && p.DiscoverySRV == "" {
+		waitForLead(ctx, p.Members, p.Self, b.cfg.PeerWait, b.deps.Peers, b.deps.Clock, b.log)
+	}
+	return nil
 }
 
 // memberInitialized reports whether etcd's data dir holds a member, the
@@ -196,85 +259,7 @@ func memberInitialized(dataDir string) (bool, error) {
 		return true, nil
 	}
 	if _, err := os.Stat(dataDir); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return false, fmt.Errorf("inspect --data-dir: %w", err)
+		return false, fmt.Errorf("%w: %w", ErrConfig, &FieldError{Field: "DataDir", Err: err})
 	}
 	return false, nil
-}
-
-// envWriter renders and writes the environment file for this host.
-type envWriter struct {
-	cfg         Config
-	self        Member
-	adv, listen netip.Addr
-	version     string
-}
-
-func (w envWriter) clientURLs() (listen, advertise string) {
-	urls := []string{HostURL(w.cfg.Scheme, w.listen, w.cfg.ClientPort)}
-	if w.cfg.ListenLoopback && !w.listen.IsLoopback() && !w.listen.IsUnspecified() {
-		lo := netip.MustParseAddr("127.0.0.1")
-		if w.listen.Is6() {
-			lo = netip.IPv6Loopback()
-		}
-		urls = append(urls, HostURL(w.cfg.Scheme, lo, w.cfg.ClientPort))
-	}
-	return strings.Join(urls, ","), HostURL(w.cfg.Scheme, w.adv, w.cfg.ClientPort)
-}
-
-func (w envWriter) member(cluster, clusterState, what string) error {
-	listenClient, advClient := w.clientURLs()
-	vars := []envfile.Var{
-		{Name: "ETCD_NAME", Value: w.self.Name},
-		{Name: "ETCD_DATA_DIR", Value: w.cfg.DataDir},
-		{Name: "ETCD_INITIAL_ADVERTISE_PEER_URLS", Value: strings.Join(w.self.PeerURLs, ",")},
-		{Name: "ETCD_LISTEN_PEER_URLS", Value: HostURL(w.cfg.Scheme, w.listen, w.cfg.PeerPort)},
-		{Name: "ETCD_ADVERTISE_CLIENT_URLS", Value: advClient},
-		{Name: "ETCD_LISTEN_CLIENT_URLS", Value: listenClient},
-	}
-	switch {
-	case w.cfg.DiscoverySRV != "" && w.cfg.Output == "discovery-srv" && clusterState == "new":
-		// etcd reads the SRV records itself; the agent only waited until
-		// they were complete.
-		vars = append(vars, envfile.Var{Name: "ETCD_DISCOVERY_SRV", Value: strings.TrimSuffix(dnsName(w.cfg.DiscoverySRV), ".")})
-		if w.cfg.DNS.SRVName != "" {
-			vars = append(vars, envfile.Var{Name: "ETCD_DISCOVERY_SRV_NAME", Value: w.cfg.DNS.SRVName})
-		}
-	case cluster != "":
-		vars = append(vars, envfile.Var{Name: "ETCD_INITIAL_CLUSTER", Value: cluster})
-	}
-	vars = append(vars,
-		envfile.Var{Name: "ETCD_INITIAL_CLUSTER_STATE", Value: clusterState},
-		envfile.Var{Name: "ETCD_INITIAL_CLUSTER_TOKEN", Value: w.cfg.clusterToken()},
-	)
-	return w.write(what, vars)
-}
-
-func (w envWriter) proxy(cluster string) error {
-	listenClient, advClient := w.clientURLs()
-	return w.write("v2 proxy: the token was full", []envfile.Var{
-		{Name: "ETCD_NAME", Value: w.self.Name},
-		{Name: "ETCD_DATA_DIR", Value: w.cfg.DataDir},
-		{Name: "ETCD_PROXY", Value: "on"},
-		{Name: "ETCD_LISTEN_CLIENT_URLS", Value: listenClient},
-		{Name: "ETCD_ADVERTISE_CLIENT_URLS", Value: advClient},
-		{Name: "ETCD_INITIAL_CLUSTER", Value: cluster},
-	})
-}
-
-func (w envWriter) write(what string, vars []envfile.Var) error {
-	comments := []string{
-		"Written by etcd-discovery-agent " + w.version + " at " + time.Now().UTC().Format(time.RFC3339) + ".",
-		"Role: " + what + ".",
-		"Rewritten each time the agent runs; do not edit.",
-	}
-	data, err := envfile.Render(comments, vars)
-	if err != nil {
-		// Everything that reaches here was validated; refuse rather than
-		// write a file that systemd and sh could read differently.
-		return fmt.Errorf("%w: environment file: %w", ErrConfig, err)
-	}
-	if err := envfile.WriteFile(w.cfg.EnvFile, data, 0o644); err != nil {
-		return err
-	}
-	return nil
 }

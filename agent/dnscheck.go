@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,10 +11,6 @@ import (
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/dnsupdate"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/resolver"
 )
-
-// ErrDNS reports DNS records that were refused or that do not say what
-// etcd's SRV discovery needs them to say.
-var ErrDNS = errors.New("dns")
 
 // checkPublished asks the DNS what etcd's SRV bootstrap will ask, and
 // returns an error for each way the answer would make etcd fail to find

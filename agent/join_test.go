@@ -14,21 +14,23 @@ import (
 // What a running cluster's member list says of a host's peer URL.
 func TestClassify(t *testing.T) {
 	const u = "http://10.0.0.4:2380"
-	started := peerMember{ID: 1, Name: "infra1", PeerURLs: []string{"http://10.0.0.1:2380"}, ClientURLs: []string{"http://10.0.0.1:2379"}}
+	started := ClusterMember{ID: 1, Name: "infra1", PeerURLs: []string{"http://10.0.0.1:2380"}, ClientURLs: []string{"http://10.0.0.1:2379"}}
 	tests := []struct {
 		name string
-		ms   []peerMember
+		ms   []ClusterMember
 		want joinState
 	}{
-		{"not a member", []peerMember{started}, joinAdd},
-		{"added, not started", []peerMember{started, {ID: 4, PeerURLs: []string{u}}}, joinResume},
-		{"initial member of a forming cluster (named by the static list)", []peerMember{started, {ID: 4, Name: "0", PeerURLs: []string{u}}}, joinInitial},
-		{"a started member has the URL", []peerMember{started, {ID: 4, Name: "old", PeerURLs: []string{u}, ClientURLs: []string{"http://10.0.0.4:2379"}}}, joinTaken},
+		{"not a member", []ClusterMember{started}, joinAdd},
+		{"added, not started", []ClusterMember{started, {ID: 4, PeerURLs: []string{u}}}, joinResume},
+		{"initial member of a forming cluster (named by the static list)", []ClusterMember{started, {ID: 4, Name: "0", PeerURLs: []string{u}}}, joinInitial},
+		{"a started member has the URL", []ClusterMember{started, {ID: 4, Name: "old", PeerURLs: []string{u}, ClientURLs: []string{"http://10.0.0.4:2379"}}}, joinTaken},
+		{"a started member has the name", []ClusterMember{started, {ID: 5, Name: "infra4", PeerURLs: []string{"http://10.0.0.9:2380"}, ClientURLs: []string{"http://10.0.0.9:2379"}}}, joinTaken},
+		{"an unstarted member has the name", []ClusterMember{started, {ID: 5, Name: "", PeerURLs: []string{"http://10.0.0.9:2380"}}}, joinAdd},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got, _ := classify(tc.ms, u); got != tc.want {
-				t.Errorf("classify = %d, want %d", got, tc.want)
+			if got, _ := joinClassify(tc.ms, "infra4", u); got != tc.want {
+				t.Errorf("joinClassify = %d, want %d", got, tc.want)
 			}
 		})
 	}
@@ -37,7 +39,7 @@ func TestClassify(t *testing.T) {
 // The joined member list names the new member after this host and an
 // unstarted other by its ID, keeping every peer URL.
 func TestJoinedMembers(t *testing.T) {
-	ms := []peerMember{
+	ms := []ClusterMember{
 		{ID: 0x1, Name: "infra1", PeerURLs: []string{"http://10.0.0.1:2380"}, ClientURLs: []string{"http://10.0.0.1:2379"}},
 		{ID: 0xab, PeerURLs: []string{"http://10.0.0.5:2380"}},
 		{ID: 0x4, PeerURLs: []string{"http://10.0.0.4:2380"}},
@@ -78,9 +80,9 @@ func TestMembershipIsValidated(t *testing.T) {
 			defer srv.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			ms, err := membership(ctx, clusterClient(nil, time.Second), []string{srv.URL})
+			ms, err := Peers{}.Members(ctx, []string{srv.URL})
 			if ms != nil || !errors.Is(err, errInvalidMembers) || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("membership = %v, %v; want an invalid-member-list error naming %q", ms, err, tc.want)
+				t.Errorf("Members = %v, %v; want an invalid-member-list error naming %q", ms, err, tc.want)
 			}
 		})
 	}
@@ -91,9 +93,9 @@ func TestMembershipWithoutAnswers(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close() // a closed port: connection refused
-	ms, err := membership(context.Background(), clusterClient(nil, time.Second), []string{url})
+	ms, err := Peers{}.Members(context.Background(), []string{url})
 	if ms != nil || err != nil {
-		t.Errorf("membership = %v, %v; want nil, nil", ms, err)
+		t.Errorf("Members = %v, %v; want nil, nil", ms, err)
 	}
 }
 
@@ -107,37 +109,12 @@ func TestByAddress(t *testing.T) {
 		{[]string{"http://10.0.0.1:2380", "http://infra2.example.test:2380"}, false},
 		{[]string{"http://infra1.example.test:2380"}, false},
 	} {
-		var ms []peerMember
+		var ms []ClusterMember
 		for i, u := range tc.urls {
-			ms = append(ms, peerMember{ID: uint64(i + 1), PeerURLs: []string{u}})
+			ms = append(ms, ClusterMember{ID: uint64(i + 1), PeerURLs: []string{u}})
 		}
 		if got := byAddress(ms); got != tc.want {
 			t.Errorf("byAddress(%v) = %v, want %v", tc.urls, got, tc.want)
-		}
-	}
-}
-
-// Which refusals of a member add pass with time.
-func TestRetryable(t *testing.T) {
-	ge := func(status, code int, msg string) error {
-		return &gatewayError{endpoint: "http://10.0.0.1:2379", path: "/v3/cluster/member/add", status: status, code: code, message: msg}
-	}
-	for _, tc := range []struct {
-		err  error
-		want bool
-	}{
-		{ge(503, 14, "etcdserver: unhealthy cluster"), true},
-		{ge(500, 2, "etcdserver: re-configuration failed due to not enough started members"), true},
-		{ge(503, 14, "etcdserver: no leader"), true},
-		{&unstartedError{peerMember{ID: 0xab, PeerURLs: []string{"http://10.0.0.5:2380"}}}, true},
-		{errors.New("dial tcp 10.0.0.1:2379: connect: connection refused"), true},
-		{ge(400, 9, "etcdserver: Peer URLs already exists"), false},
-		{ge(404, 5, "Not Found"), false},
-		{ge(401, 16, "etcdserver: user name is empty"), false},
-		{fmt.Errorf("%w from x: bad", errInvalidMembers), false},
-	} {
-		if got := retryable(tc.err); got != tc.want {
-			t.Errorf("retryable(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
 }

@@ -2,10 +2,9 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
 	"log/slog"
+	"maps"
 	"net"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -37,12 +36,14 @@ func leadURL(members []Member, self Member) (string, bool) {
 	return lowest, owner == self.Name
 }
 
-// waitForLead waits, at most bound, until the lead member answers HTTP on
-// its peer URL, so that this member's etcd finds a serving peer first. It
+// leadPoll is the pause between two looks at the lead member.
+const leadPoll = 5 * time.Millisecond
+
+// waitForLead waits, at most bound, until the lead member answers on its
+// peer URL, so that this member's etcd finds a serving peer first. It
 // never fails: a dead lead only costs the bound. A lead URL with a DNS name
-// is reached at its address in addrs (host in lower case → address), else
-// resolved once.
-func waitForLead(ctx context.Context, members []Member, self Member, bound time.Duration, addrs map[string]netip.Addr, log *slog.Logger) {
+// is reached at its address in peers.Addrs, else resolved once.
+func waitForLead(ctx context.Context, members []Member, self Member, bound time.Duration, peers Peers, clock Clock, log *slog.Logger) {
 	if bound <= 0 || len(members) < 2 {
 		return
 	}
@@ -51,39 +52,28 @@ func waitForLead(ctx context.Context, members []Member, self Member, bound time.
 		log.Info("this member has the lowest peer URL and starts first", "peer_url", lead)
 		return
 	}
-	start := time.Now()
+	start := clock.Now()
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	log.Info("waiting for the lead member to serve before starting", "lead", lead, "at_most", bound.String())
-	// A lead URL with a DNS name is resolved once, not on every try.
 	if u, err := url.Parse(lead); err == nil {
 		host := strings.ToLower(u.Hostname())
-		_, known := addrs[host]
+		_, known := peers.Addrs[host]
 		if _, err := netip.ParseAddr(host); err != nil && !known {
 			if ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host); err == nil && len(ips) > 0 {
-				addrs = map[string]netip.Addr{host: ips[0].Unmap()}
+				peers.Addrs = maps.Clone(peers.Addrs)
+				if peers.Addrs == nil {
+					peers.Addrs = map[string]netip.Addr{}
+				}
+				peers.Addrs[host] = ips[0].Unmap()
 			}
 		}
 	}
-	client := clusterClient(addrs, 250*time.Millisecond)
-	// Only whether the peer answers is of interest; nothing is sent and
-	// nothing received is trusted.
-	t := client.Transport.(*http.Transport)
-	t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
-	t.DisableKeepAlives = true
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, lead+"/version", nil)
-		if err != nil {
-			return
-		}
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			log.Info("lead member serves", "lead", lead, "waited", time.Since(start).Round(time.Millisecond).String())
-			return
-		}
-		if sleep(ctx, 5*time.Millisecond) != nil {
-			log.Warn("lead member did not answer in time; starting anyway", "lead", lead, "waited", time.Since(start).Round(time.Millisecond).String())
+	for !peers.Serves(ctx, lead) {
+		if sleep(ctx, clock, leadPoll) != nil {
+			log.Warn("lead member did not answer in time; starting anyway", "lead", lead, "waited", clock.Now().Sub(start).Round(time.Millisecond).String())
 			return
 		}
 	}
+	log.Info("lead member serves", "lead", lead, "waited", clock.Now().Sub(start).Round(time.Millisecond).String())
 }

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -10,6 +9,12 @@ import (
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/dnsupdate"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/resolver"
 )
+
+// Publisher publishes and withdraws one host's DNS records.
+type Publisher interface {
+	Publish(ctx context.Context, h dnsupdate.Host) error
+	Withdraw(ctx context.Context, h dnsupdate.Host) error
+}
 
 // dnsHost is this host's records as the DNS settings describe them.
 func dnsHost(d DNSConfig, name, scheme string, adv netip.Addr, peerPort, clientPort int) dnsupdate.Host {
@@ -19,69 +24,77 @@ func dnsHost(d DNSConfig, name, scheme string, adv netip.Addr, peerPort, clientP
 	}
 }
 
-func updater(d DNSConfig, log *slog.Logger) (*dnsupdate.Updater, error) {
-	key, err := dnsupdate.ReadKeyFile(d.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("%w: --tsig-key-file: %w", ErrConfig, err)
-	}
-	if exposed, err := dnsupdate.KeyFileExposed(d.KeyFile); err == nil && exposed {
-		log.Warn("the TSIG key file can be read by other users; chmod 600 it", "path", d.KeyFile)
-	}
-	return &dnsupdate.Updater{Server: d.Server, Zone: d.Zone, Key: key}, nil
+func (b *bootstrap) records() dnsupdate.Host {
+	return dnsHost(b.cfg.DNS, b.cfg.Name, b.cfg.Scheme, b.adv, b.cfg.PeerPort, b.cfg.ClientPort)
 }
 
-// publish sends this host's records in one update and checks them the way
-// etcd's SRV discovery will read them.
-func publish(ctx context.Context, d DNSConfig, h dnsupdate.Host, log *slog.Logger) error {
-	u, err := updater(d, log)
-	if err != nil {
-		return err
+// publish sends this host's records, if any are to be published, and
+// checks them the way etcd's SRV discovery will read them. Every failure
+// here is ErrDNS, a server that does not answer included.
+func (b *bootstrap) publish(ctx context.Context) error {
+	if !b.cfg.DNS.Enabled() {
+		return nil
 	}
-	if err := u.Publish(ctx, h); err != nil {
+	d, h := b.cfg.DNS, b.records()
+	if err := b.deps.Publisher.Publish(ctx, h); err != nil {
 		return fmt.Errorf("%w: publish to %s: %w", ErrDNS, d.Server, err)
 	}
-	log.Info("published DNS records", "server", d.Server, "target", h.Target(), "address", h.Addr.String())
+	b.log.Info("published DNS records", "server", d.Server, "target", h.Target(), "address", h.Addr.String())
 	if d.Check == "off" {
 		return nil
 	}
-	res := &resolver.Resolver{Servers: []string{d.Server}}
-	err = checkPublished(ctx, res, h)
-	if err != nil && d.Check == "warn" {
-		log.Warn("published DNS records do not check out", "err", err)
+	err := checkPublished(ctx, &resolver.Resolver{Servers: []string{d.Server}}, h)
+	switch {
+	case err != nil && d.Check == "warn":
+		b.log.Warn("published DNS records do not check out", "err", err)
 		return nil
+	case err != nil:
+		return err
 	}
-	if err == nil {
-		log.Info("published DNS records resolve as etcd will read them", "target", h.Target())
-	}
-	return err
+	b.log.Info("published DNS records resolve as etcd will read them", "target", h.Target())
+	return nil
 }
 
-// Withdraw deletes exactly this host's DNS records.
-func Withdraw(ctx context.Context, cfg Config, log *slog.Logger) error {
+// withdraw takes this host's records back after a failure (why).
+func (b *bootstrap) withdraw(ctx context.Context, why error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
+	defer cancel()
+	h := b.records()
+	if err := b.deps.Publisher.Withdraw(ctx, h); err != nil {
+		b.log.Warn("could not withdraw this host's DNS records", "why", why.Error(), "err", err)
+		return
+	}
+	b.log.Info("withdrew this host's DNS records: the cluster did not form with it", "why", why.Error(), "target", h.Target())
+}
+
+// ValidateWithdraw checks the settings the withdraw command needs.
+func (c *Config) ValidateWithdraw() error {
 	var errs []error
-	if err := ValidateName(cfg.Name); err != nil {
-		errs = append(errs, err)
+	if err := ValidateName(c.Name); err != nil {
+		errs = append(errs, &FieldError{Field: "Name", Err: err})
 	}
-	if !cfg.DNS.Enabled() {
-		errs = append(errs, errors.New("--publish-server: required"))
+	if !c.DNS.Enabled() {
+		errs = append(errs, fieldErr("DNS.Server", "required: the server to withdraw the records from"))
 	}
-	if cfg.Scheme != "http" && cfg.Scheme != "https" {
-		errs = append(errs, fmt.Errorf("--scheme: %q must be http or https", cfg.Scheme))
+	if c.Scheme != "http" && c.Scheme != "https" {
+		errs = append(errs, fieldErr("Scheme", "%q must be http or https", c.Scheme))
 	}
-	errs = append(errs, cfg.DNS.validate(cfg.Name)...)
-	if len(errs) > 0 {
-		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+	errs = append(errs, c.DNS.validate(c.Name)...)
+	return configError(errs)
+}
+
+// Withdraw deletes exactly this host's DNS records through p: the
+// withdraw command.
+func Withdraw(ctx context.Context, cfg Config, p Publisher, log *slog.Logger) error {
+	if err := cfg.ValidateWithdraw(); err != nil {
+		return err
 	}
 	adv, _, err := cfg.addresses()
 	if err != nil {
 		return err
 	}
-	u, err := updater(cfg.DNS, log)
-	if err != nil {
-		return err
-	}
 	h := dnsHost(cfg.DNS, cfg.Name, cfg.Scheme, adv, cfg.PeerPort, cfg.ClientPort)
-	if err := u.Withdraw(ctx, h); err != nil {
+	if err := p.Withdraw(ctx, h); err != nil {
 		return fmt.Errorf("%w: withdraw from %s: %w", ErrDNS, cfg.DNS.Server, err)
 	}
 	log.Info("withdrew DNS records", "server", cfg.DNS.Server, "target", h.Target())

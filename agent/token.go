@@ -6,57 +6,65 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 	"path"
 	"strings"
-
-	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/registry"
 )
 
-// NewToken creates a fresh token directory with _config/size in an etcd v2
-// keys API and returns its discovery URL. It tries the endpoints in order and
-// uses the first that accepts the write; the size key is created only if it
-// does not exist, so a token is never overwritten.
-func NewToken(ctx context.Context, endpoints []string, prefix string, size int, log *slog.Logger) (string, error) {
+// TokenCreator makes a token: its size key, create-only, so that a token
+// is never overwritten.
+type TokenCreator interface {
+	Create(ctx context.Context, size int) error
+}
+
+// NewToken makes a fresh v2 token directory with its size under prefix in
+// the etcd v2 keys API of the first of endpoints that accepts the write,
+// and returns its discovery URL. open makes the creator for a discovery
+// URL.
+func NewToken(ctx context.Context, endpoints []string, prefix string, size int, open func(discoveryURL string) (TokenCreator, error), log *slog.Logger) (string, error) {
+	var errs []error
 	if size < 1 {
-		return "", fmt.Errorf("%w: --size %d: a cluster needs at least one member", ErrConfig, size)
+		errs = append(errs, fieldErr("Size", "%d: a cluster needs at least one member", size))
 	}
 	if len(endpoints) == 0 {
-		return "", fmt.Errorf("%w: --endpoints: give at least one etcd client URL", ErrConfig)
+		errs = append(errs, fieldErr("Endpoints", "give at least one etcd client URL"))
 	}
 	prefix = "/" + strings.Trim(prefix, "/")
-	if strings.Contains(prefix, "//") || strings.ContainsAny(prefix, "?#%") || prefix == "/" {
-		return "", fmt.Errorf("%w: --prefix %q: use a plain path such as /discovery", ErrConfig, prefix)
+	if prefix == "/" || !tokenPathRE.MatchString(prefix) || path.Clean(prefix) != prefix {
+		errs = append(errs, fieldErr("Prefix", "%s: use a plain path such as /discovery", Quote(prefix)))
+	}
+	var urls []string
+	for _, ep := range endpoints {
+		u, err := url.Parse(strings.TrimRight(ep, "/"))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+			errs = append(errs, fieldErr("Endpoints", "%s is not an etcd client URL such as http://10.0.0.1:2379", Quote(ep)))
+			continue
+		}
+		urls = append(urls, u.String())
+	}
+	if err := configError(errs); err != nil {
+		return "", err
 	}
 	id := make([]byte, 16)
-	if _, err := io.ReadFull(rand.Reader, id); err != nil {
+	if _, err := rand.Read(id); err != nil {
 		return "", err
 	}
 	token := hex.EncodeToString(id)
-	var errs []error
-	for _, ep := range endpoints {
-		u, err := url.Parse(strings.TrimRight(ep, "/"))
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
-			return "", fmt.Errorf("%w: --endpoints: %q is not an etcd client URL such as http://10.0.0.1:2379", ErrConfig, ep)
-		}
-		u.Path = path.Join("/v2/keys", prefix, token)
-		c, err := registry.New(u.String(), nil)
+	for _, ep := range urls {
+		discovery := ep + path.Join("/v2/keys", prefix, token)
+		c, err := open(discovery)
 		if err != nil {
-			return "", fmt.Errorf("%w: %w", ErrConfig, err)
+			return "", err
 		}
-		err = c.MakeDir(ctx, size)
+		err = c.Create(ctx, size)
 		if err == nil {
-			return c.URL(), nil
+			return discovery, nil
 		}
 		log.Warn("could not create the token on this endpoint", "endpoint", ep, "err", err)
 		errs = append(errs, fmt.Errorf("%s: %w", ep, err))
-		if !registry.Temporary(err) {
-			var re *registry.Error
-			if errors.As(err, &re) && re.Status == 404 {
-				errs = append(errs, errors.New("the endpoint has no v2 keys API: start the registry etcd (3.4 or 3.5) with --enable-v2"))
-			}
+		if errors.Is(err, ErrAccess) || errors.Is(err, ErrRegistryData) {
+			break // the others would refuse alike
 		}
 	}
 	return "", fmt.Errorf("create token: %w", errors.Join(errs...))
@@ -64,54 +72,55 @@ func NewToken(ctx context.Context, endpoints []string, prefix string, size int, 
 
 // TokenEntry is one registration in a token, as ShowToken reports it.
 type TokenEntry struct {
-	Key          string
-	Value        string
-	CreatedIndex uint64
-	Member       *Member // nil when the value is not a valid member
-	Problem      string  // why the value is not a valid member
-	InCluster    bool    // among the first size valid registrations
+	Entry
+	Member    *Member // nil when the entry is not a valid member
+	Problem   string  // why the entry is not a valid member, or does not count
+	InCluster bool    // among the members that make the cluster
 }
 
-// TokenInfo is the content of a token directory.
+// TokenInfo is the content of a token.
 type TokenInfo struct {
-	URL     string
+	Token   string
 	Size    int
 	Entries []TokenEntry // in registration order
 }
 
-// ShowToken reads a token: its size and its registrations in order, marking
-// which are within the first size and which are malformed.
-func ShowToken(ctx context.Context, discovery string) (*TokenInfo, error) {
-	c, err := registry.New(discovery, nil)
+// ShowToken reads a token: its size and its entries in order, marking which
+// make the cluster, which do not count and which are not valid members,
+// by the rule every host applies (tokenMembers).
+func ShowToken(ctx context.Context, reg Registry) (*TokenInfo, error) {
+	r := &rendezvous{reg: reg}
+	size, err := reg.Size(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		return nil, r.tokenError(err)
 	}
-	r := &rendezvous{reg: c}
-	size, err := c.Size(ctx)
+	entries, _, err := reg.List(ctx)
 	if err != nil {
-		return nil, r.classify(err)
+		return nil, r.tokenError(err)
 	}
-	nodes, _, err := c.List(ctx)
-	if err != nil {
-		return nil, r.classify(err)
+	members, claims, _ := tokenMembers(entries, size, reg.Token())
+	in := map[string]bool{}
+	for _, m := range members {
+		in[m.Key] = true
 	}
-	known := map[string]registry.Node{}
-	for _, n := range nodes {
-		known[n.Name()] = n
+	claimed := map[string]claim{}
+	for _, c := range claims {
+		claimed[c.later.Key] = c
 	}
-	info := &TokenInfo{URL: c.URL(), Size: size}
-	for i, n := range firstN(known, len(known)) {
-		e := TokenEntry{Key: n.Name(), Value: n.Value, CreatedIndex: n.CreatedIndex, InCluster: i < size}
-		ms, err := ParseCluster(n.Value)
-		switch {
+	info := &TokenInfo{Token: reg.Token(), Size: size}
+	for _, e := range sortEntries(entries) {
+		te := TokenEntry{Entry: e, InCluster: in[e.Key]}
+		v, err := checkEntry(e, reg.Token())
+		switch c, ok := claimed[e.Key]; {
 		case err != nil:
-			e.Problem = err.Error()
-		case len(ms) != 1:
-			e.Problem = fmt.Sprintf("holds %d members, want one", len(ms))
+			te.Problem = err.Error()
+		case ok:
+			te.Member = &v.member
+			te.Problem = fmt.Sprintf("%s is held by the earlier key %s", c.what, c.earlier.Key)
 		default:
-			e.Member = &ms[0]
+			te.Member = &v.member
 		}
-		info.Entries = append(info.Entries, e)
+		info.Entries = append(info.Entries, te)
 	}
 	return info, nil
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent"
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/etcdv2"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
 )
 
@@ -173,7 +174,7 @@ func (be *bench) round(m string, n, round int) sample {
 		// The token is made straight on the registry, so its creation is
 		// not counted; members reach the registry only through the proxy.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		direct, err := agent.NewToken(ctx, []string{be.registry}, "/discovery", n, be.quietLog)
+		direct, err := agent.NewToken(ctx, []string{be.registry}, "/discovery", n, func(u string) (agent.TokenCreator, error) { return etcdv2.New(u, agent.Access{}) }, be.quietLog)
 		cancel()
 		if err != nil {
 			b.Fatalf("token new: %v", err)

@@ -58,11 +58,20 @@ func StartNetHost(t testing.TB, agentBin, etcdBin string, h NetHost, agentArgs .
 	return h.Start(t, "host-"+h.Name, "/bin/sh", args, env)
 }
 
-// hostCommand is sh's arguments and environment for "agent, then etcd from
-// its env file", ExecStartPre and ExecStart in one process.
+// hostCommand is sh's arguments and environment for what etcd's unit runs:
+// the agent's bootstrap (ExecStartPre), etcd from its env file
+// (ExecStart), then the agent's promote with the same flags
+// (ExecStartPost; a voter is left alone). A failing promote stops etcd, as
+// systemd stops a unit whose ExecStartPost fails. SIGTERM stops etcd.
 func hostCommand(agentBin, etcdBin, envFile string, agentArgs []string) (args, env []string) {
-	script := `"$@" || exit $?; set -a; . "$ENV_FILE"; set +a; exec "$ETCD"`
-	return append([]string{"-c", script, "sh", agentBin}, agentArgs...), []string{"ENV_FILE=" + envFile, "ETCD=" + etcdBin}
+	script := `"$AGENT" "$@" || exit $?
+set -a; . "$ENV_FILE"; set +a
+"$ETCD" & etcd=$!
+trap 'kill -TERM $etcd; wait $etcd; exit 143' TERM INT
+shift
+if ! "$AGENT" promote "$@"; then kill -TERM $etcd; wait $etcd; exit 9; fi
+wait $etcd`
+	return append([]string{"-c", script, "sh"}, agentArgs...), []string{"AGENT=" + agentBin, "ENV_FILE=" + envFile, "ETCD=" + etcdBin}
 }
 
 // ReadEnvFile parses an env file strictly (the safe subset) into a map.

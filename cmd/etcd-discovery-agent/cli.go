@@ -7,27 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
-	"regexp"
 	"runtime/debug"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent"
-)
-
-// Exit codes, documented in --help and the README.
-const (
-	exitOK           = 0
-	exitFailure      = 1 // anything else: I/O errors, registry refusals, interruption
-	exitUsage        = 2 // bad usage or configuration
-	exitTokenFull    = 3 // token full and --on-full=exit
-	exitTimeout      = 4 // --timeout passed while waiting
-	exitConflict     = 5 // name, member ID or peer URL held by another host
-	exitRegistryData = 6 // token missing, bad size, or an invalid registration
-	exitDNS          = 7 // DNS update refused, or published records do not check out
 )
 
 // envPrefix prefixes the environment variable that can set each flag.
@@ -40,6 +25,7 @@ const usage = `etcd-discovery-agent: bring up etcd clusters by discovery token.
 
 Usage:
   etcd-discovery-agent bootstrap [flags]     register this host and write etcd's env file
+  etcd-discovery-agent promote [flags]       make this host's learner a voter (after etcd started)
   etcd-discovery-agent token new [flags]     create a discovery token, print its URL
   etcd-discovery-agent token show URL        show a token's size and registrations
   etcd-discovery-agent withdraw [flags]      delete this host's DNS records
@@ -59,7 +45,11 @@ Exit codes:
      records or the running cluster (to add this host)
   5  conflict: the name, member ID or peer URL is held by another host
   6  the token is missing or holds invalid data (bad size, malformed entry)
-  7  DNS: the update was refused, or the published records would mislead etcd
+  7  DNS: the update was refused or not answered, or the published records
+     would mislead etcd
+  8  access refused: the registry or the cluster refused the TLS settings or
+     the credentials (unknown CA, expired or missing certificate, wrong
+     password, no permission)
 
 Run 'etcd-discovery-agent COMMAND --help' for a command's flags.
 `
@@ -83,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env looku
 		}
 		fmt.Fprint(stderr, "usage: etcd-discovery-agent token new|show ...\n")
 		return exitUsage
+	case "promote":
+		return runPromote(ctx, args[1:], stdout, stderr, env)
 	case "address":
 		return runAddress(args[1:], stdout, stderr, env)
 	case "withdraw":
@@ -178,189 +170,6 @@ func shortHostname() string {
 	return h
 }
 
-func runBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
-	cfg := agent.Config{}
-	var onFull, logLevel, etcdBinary string
-	fs := newFlagSet("bootstrap", "bootstrap [flags]")
-	fs.StringVar(&cfg.Name, "name", shortHostname(), "member name (default: the short host name)")
-	fs.StringVar(&cfg.Discovery, "discovery", "", "discovery URL of the token, e.g. http://10.0.0.1:2379/v2/keys/discovery/<token> (required)")
-	fs.StringVar(&cfg.DiscoverySRV, "discovery-srv", "", "instead of --discovery: form the cluster from the SRV records of this domain, as etcd's --discovery-srv (also with http records on etcd 3.4)")
-	fs.IntVar(&cfg.Size, "size", 0, "with --discovery-srv: wait, within --timeout, until the records show this many members")
-	fs.StringSliceVar(&cfg.DNSResolvers, "dns-resolver", nil, "with --discovery-srv: DNS servers to ask, IP or IP:PORT (default: /etc/resolv.conf)")
-	fs.StringVar(&cfg.ClusterToken, "cluster-token", "etcd-cluster", "with --discovery-srv: ETCD_INITIAL_CLUSTER_TOKEN (etcd's own SRV bootstrap uses --initial-cluster-token, default etcd-cluster)")
-	fs.StringVar(&cfg.Output, "output", "static", "with --discovery-srv: static (write ETCD_INITIAL_CLUSTER) or discovery-srv (write ETCD_DISCOVERY_SRV for an etcd that reads the records itself)")
-	fs.StringVar(&cfg.AdvertiseAddress, "advertise-address", agent.DefaultAddressTemplate, "address peers and clients reach this host at: an IP literal or a go-sockaddr template that yields exactly one address")
-	fs.StringVar(&cfg.ListenAddress, "listen-address", "", "address etcd listens on (IP literal or template; default: the advertise address)")
-	fs.IntVar(&cfg.PeerPort, "peer-port", 2380, "etcd peer port")
-	fs.IntVar(&cfg.ClientPort, "client-port", 2379, "etcd client port")
-	fs.StringVar(&cfg.Scheme, "scheme", "http", "URL scheme of peer and client URLs: http or https")
-	fs.BoolVar(&cfg.ListenLoopback, "listen-loopback", false, "also listen for clients on loopback, so a local etcdctl works")
-	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/etcd/default", "etcd's data dir; if it holds a member, the registry is not contacted")
-	fs.StringVar(&cfg.EnvFile, "env-file", "/run/etcd-discovery-agent/etcd.env", "environment file to write for etcd's EnvironmentFile=")
-	fs.StringVar(&cfg.StateDir, "state-dir", "/var/lib/etcd-discovery-agent", "persistent directory caching the rendezvous result for restarts")
-	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "overall deadline, including the wait for the token to fill")
-	fs.StringVar(&onFull, "on-full", "exit", "when the token is full without this host: exit, proxy (an etcd v2 proxy; etcd 3.4/3.5 only), or join (add this host to the token's running cluster)")
-	fs.DurationVar(&cfg.PeerWait, "peer-wait", 5*time.Second, "at most this long, wait until the member with the lowest peer URL serves before returning (0 disables)")
-	fs.StringVar(&etcdBinary, "etcd-binary", "/usr/bin/etcd", "local etcd binary, asked for its version to check --on-full=proxy")
-	addDNSFlags(fs, &cfg.DNS)
-	fs.StringVar(&cfg.DNS.Check, "dns-check", "error", "after publishing, check the records as etcd's SRV discovery will: error, warn or off")
-	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	if code := parseFlags(fs, args, stdout, stderr, env); code >= 0 {
-		return code
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "bootstrap: unexpected arguments %q\n", fs.Args())
-		return exitUsage
-	}
-	log, err := newLogger(stderr, logLevel)
-	if err != nil {
-		fmt.Fprintln(stderr, "bootstrap:", err)
-		return exitUsage
-	}
-	cfg.OnFull = agent.OnFull(onFull)
-	if cfg.OnFull == agent.OnFullProxy {
-		cfg.EtcdVersion = etcdVersion(ctx, etcdBinary)
-	}
-	res, err := agent.Bootstrap(ctx, cfg, versionString(), log)
-	if err != nil {
-		return fail(stderr, log, "bootstrap", err)
-	}
-	log.Info("done", "role", res.Role, "state", res.State, "source", res.Source, "env_file", res.EnvFile)
-	return exitOK
-}
-
-// addDNSFlags adds the flags that say where this host's DNS records go.
-func addDNSFlags(fs *pflag.FlagSet, d *agent.DNSConfig) {
-	fs.StringVar(&d.Server, "publish-server", "", "publish this host's SRV and A/AAAA records with RFC 2136 updates to this DNS server, HOST:PORT")
-	fs.StringVar(&d.Zone, "publish-zone", "", "DNS zone the records go into (required with --publish-server)")
-	fs.StringVar(&d.Domain, "srv-domain", "", "SRV domain, as etcd's --discovery-srv (default: the zone)")
-	fs.StringVar(&d.SRVName, "srv-name", "", "SRV service suffix, as etcd's --discovery-srv-name")
-	fs.StringVar(&d.KeyFile, "tsig-key-file", "", "TSIG key file as tsig-keygen writes it (required with --publish-server)")
-	fs.DurationVar(&d.TTL, "dns-ttl", time.Minute, "TTL of the published records")
-}
-
-var etcdVersionRE = regexp.MustCompile(`etcd Version: (\d+\.\d+\.\d+)`)
-
-// etcdVersion asks the local etcd binary for its version; "" if unknown.
-func etcdVersion(ctx context.Context, bin string) string {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "--version").Output()
-	if err != nil {
-		return ""
-	}
-	if m := etcdVersionRE.FindSubmatch(out); m != nil {
-		return string(m[1])
-	}
-	return ""
-}
-
-// fail logs err once and maps it to its exit code.
-func fail(stderr io.Writer, log *slog.Logger, cmd string, err error) int {
-	code := exitFailure
-	switch {
-	case errors.Is(err, agent.ErrConfig), errors.Is(err, agent.ErrAddress):
-		code = exitUsage
-	case errors.Is(err, agent.ErrTokenFull):
-		code = exitTokenFull
-	case errors.Is(err, agent.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		code = exitTimeout
-	case errors.Is(err, agent.ErrConflict):
-		code = exitConflict
-	case errors.Is(err, agent.ErrRegistryData):
-		code = exitRegistryData
-	case errors.Is(err, agent.ErrDNS):
-		code = exitDNS
-	case errors.Is(err, context.Canceled):
-		err = fmt.Errorf("interrupted: %w", err)
-	}
-	if log != nil {
-		log.Error(cmd+" failed", "err", err, "exit_code", code)
-	} else {
-		fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
-	}
-	return code
-}
-
-func runWithdraw(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
-	cfg := agent.Config{}
-	fs := newFlagSet("withdraw", "withdraw --publish-server HOST:PORT --publish-zone ZONE --tsig-key-file FILE [flags]")
-	fs.StringVar(&cfg.Name, "name", shortHostname(), "member name, the first label of the SRV target (default: the short host name)")
-	fs.StringVar(&cfg.AdvertiseAddress, "advertise-address", agent.DefaultAddressTemplate, "the address that was published: an IP literal or a go-sockaddr template")
-	fs.IntVar(&cfg.PeerPort, "peer-port", 2380, "etcd peer port that was published")
-	fs.IntVar(&cfg.ClientPort, "client-port", 2379, "etcd client port that was published")
-	fs.StringVar(&cfg.Scheme, "scheme", "http", "http or https (https means the -ssl services)")
-	addDNSFlags(fs, &cfg.DNS)
-	cfg.DNS.Check = "off"
-	if code := parseFlags(fs, args, stdout, stderr, env); code >= 0 {
-		return code
-	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := agent.Withdraw(ctx, cfg, log); err != nil {
-		return fail(stderr, log, "withdraw", err)
-	}
-	return exitOK
-}
-
-func runTokenNew(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
-	var endpoints []string
-	var size int
-	var prefix string
-	fs := newFlagSet("token new", "token new --endpoints URL[,URL...] --size N [--prefix /discovery]")
-	fs.StringSliceVar(&endpoints, "endpoints", nil, "client URLs of the etcd cluster (3.4/3.5 with --enable-v2) that holds tokens")
-	fs.IntVar(&size, "size", 0, "number of members of the new cluster (required, at least 1)")
-	fs.StringVar(&prefix, "prefix", "/discovery", "v2 directory under which tokens are made")
-	if code := parseFlags(fs, args, stdout, stderr, env); code >= 0 {
-		return code
-	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	u, err := agent.NewToken(ctx, endpoints, prefix, size, log)
-	if err != nil {
-		return fail(stderr, nil, "token new", err)
-	}
-	fmt.Fprintln(stdout, u)
-	return exitOK
-}
-
-func runTokenShow(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
-	fs := newFlagSet("token show", "token show URL")
-	if code := parseFlags(fs, args, stdout, stderr, env); code >= 0 {
-		return code
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: etcd-discovery-agent token show URL")
-		return exitUsage
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	info, err := agent.ShowToken(ctx, fs.Arg(0))
-	if err != nil {
-		return fail(stderr, nil, "token show", err)
-	}
-	fmt.Fprintf(stdout, "token: %s\nsize:  %d\nregistered: %d\n", info.URL, info.Size, len(info.Entries))
-	bad := 0
-	for i, e := range info.Entries {
-		mark := "member"
-		if !e.InCluster {
-			mark = "extra (beyond size)"
-		}
-		if e.Problem != "" {
-			bad++
-			mark += ", MALFORMED: " + e.Problem
-		}
-		fmt.Fprintf(stdout, "%3d  %-16s  %-40q  index=%d  %s\n", i+1, e.Key, e.Value, e.CreatedIndex, mark)
-	}
-	if bad > 0 {
-		fmt.Fprintf(stdout, "%d malformed registration(s)\n", bad)
-		return exitRegistryData
-	}
-	return exitOK
-}
-
 func runAddress(args []string, stdout, stderr io.Writer, env lookupEnv) int {
 	var spec string
 	fs := newFlagSet("address", "address [--advertise-address TEMPLATE]")
@@ -370,7 +179,8 @@ func runAddress(args []string, stdout, stderr io.Writer, env lookupEnv) int {
 	}
 	addr, err := agent.ResolveAddress(spec)
 	if err != nil {
-		return fail(stderr, nil, "address", err)
+		fmt.Fprintf(stderr, "etcd-discovery-agent address: %v\n", err)
+		return exitUsage
 	}
 	fmt.Fprintln(stdout, addr)
 	return exitOK

@@ -19,6 +19,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent"
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/etcdv2"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
 )
 
@@ -62,7 +63,9 @@ func newToken(t *testing.T, registry string, n int) string {
 // registrations lists the token's member keys straight from the registry.
 func registrations(t *testing.T, discovery string) map[string]string {
 	t.Helper()
-	info, err := agent.ShowToken(context.Background(), discovery)
+	reg, err := etcdv2.New(discovery, agent.Access{})
+	testenv.Must(t, err, "registry of %s", discovery)
+	info, err := agent.ShowToken(context.Background(), reg)
 	testenv.Must(t, err, "read token")
 	m := map[string]string{}
 	for _, e := range info.Entries {
@@ -308,7 +311,7 @@ func TestAgentKilledMidWaitResumes(t *testing.T) {
 	testenv.WaitHealthy(t, again, 60*time.Second, hosts[0].ClientURL())
 	testenv.WaitHealthy(t, second, 60*time.Second, hosts[1].ClientURL())
 	checkCluster(t, discovery, hosts)
-	if !strings.Contains(again.Output(), "already registered under this token; resuming") {
+	if !strings.Contains(again.Output(), "already registered under this token by an earlier run; resuming") {
 		t.Errorf("rerun did not say it resumed:\n%s", again.Output())
 	}
 	if regs := registrations(t, discovery); len(regs) != 2 {
