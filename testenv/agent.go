@@ -46,7 +46,7 @@ func StartHostWithEtcd(t testing.TB, agentBin, etcdBin string, h Host, discovery
 // mode, which has no token) and a given etcd binary.
 func StartHostArgs(t testing.TB, agentBin, etcdBin string, h Host, agentArgs ...string) *Process {
 	t.Helper()
-	args, env := hostCommand(agentBin, etcdBin, h.EnvFile(), agentArgs)
+	args, env := hostCommand(setprivBinary(t), agentBin, etcdBin, h.EnvFile(), agentArgs)
 	return Start(t, "host-"+h.Name, "/bin/sh", args, env)
 }
 
@@ -54,15 +54,26 @@ func StartHostArgs(t testing.TB, agentBin, etcdBin string, h Host, agentArgs ...
 // file inside h's namespace, as StartHost does on loopback.
 func StartNetHost(t testing.TB, agentBin, etcdBin string, h NetHost, agentArgs ...string) *Process {
 	t.Helper()
-	args, env := hostCommand(agentBin, etcdBin, h.EnvFile(), agentArgs)
+	args, env := hostCommand(setprivBinary(t), agentBin, etcdBin, h.EnvFile(), agentArgs)
 	return h.Start(t, "host-"+h.Name, "/bin/sh", args, env)
 }
 
 // hostCommand is sh's arguments and environment for "agent, then etcd from
-// its env file", ExecStartPre and ExecStart in one process.
-func hostCommand(agentBin, etcdBin, envFile string, agentArgs []string) (args, env []string) {
-	script := `"$@" || exit $?; set -a; . "$ENV_FILE"; set +a; exec "$ETCD"`
-	return append([]string{"-c", script, "sh", agentBin}, agentArgs...), []string{"ENV_FILE=" + envFile, "ETCD=" + etcdBin}
+// its env file", ExecStartPre and ExecStart in one process. sh gets its
+// parent-death signal from Start and passes it on to etcd by exec, but the
+// agent is a child of sh: setpriv gives it its own (SIGKILL when sh dies)
+// before it execs the agent, so a killed test leaves no agent behind.
+func hostCommand(setpriv, agentBin, etcdBin, envFile string, agentArgs []string) (args, env []string) {
+	script := `"$SETPRIV" --pdeathsig KILL -- "$@" || exit $?; set -a; . "$ENV_FILE"; set +a; exec "$ETCD"`
+	return append([]string{"-c", script, "sh", agentBin}, agentArgs...),
+		[]string{"SETPRIV=" + setpriv, "ENV_FILE=" + envFile, "ETCD=" + etcdBin}
+}
+
+// setprivBinary returns util-linux's setpriv (--pdeathsig needs 2.33 or
+// later), skipping the test when there is none.
+func setprivBinary(t testing.TB) string {
+	t.Helper()
+	return binary(t, "SETPRIV_BIN", "/usr/bin/setpriv", "util-linux")
 }
 
 // ReadEnvFile parses an env file strictly (the safe subset) into a map.
