@@ -147,7 +147,9 @@ func descendants(t *testing.T, pid int) []proc {
 // argument if not "", and its parent's executable's name if not "".
 type wantProc struct{ comm, lastArg, parent string }
 
-func (w wantProc) String() string { return fmt.Sprintf("%s %s (child of %q)", w.comm, w.lastArg, w.parent) }
+func (w wantProc) String() string {
+	return fmt.Sprintf("%s %s (child of %q)", w.comm, w.lastArg, w.parent)
+}
 
 // waitTree waits up to 30 s until the processes below root include every
 // wanted one, and returns them all.
