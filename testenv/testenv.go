@@ -181,8 +181,8 @@ func Start(t testing.TB, name, bin string, args, env []string) *Process {
 // thread. So the fork happens on a goroutine locked to its thread, and
 // that goroutine stays locked, waiting for the child, until the child has
 // exited: no other goroutine runs on the thread meanwhile, so the thread
-// lives exactly as long as the test process or the child, whichever ends
-// first. The signal survives exec (of a binary that is not set-user-ID), so
+// cannot end before the child does, unless the whole test process ends
+// (TestStartedProcessesDieWithTheTestProcess shows it). The signal survives exec (of a binary that is not set-user-ID), so
 // commands that exec the real program, such as `ip netns exec` and sh's
 // exec, keep it; a program's own children need their own (see
 // hostCommand).
