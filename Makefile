@@ -20,14 +20,14 @@ lint: ## gofmt and go vet
 test: deps lint ## everything, against real etcd (installs what it needs)
 	$(GO) test -race -count=1 -timeout 14m ./...
 
-test-short: ## unit tests only
-	$(GO) test -short -count=1 ./...
+test-short: ## unit tests only: every test that starts a process skips
+	$(GO) test -short -count=1 -timeout 60s ./...
 
 demo: deps build ## three simulated hosts bootstrap a cluster on loopback and publish its SRV records
 	./testenv/demo.sh $(BIN)
 
-bench: deps ## bootstrap time (agent, etcd's own discovery, static) and DNS publish/lookup
-	$(GO) test ./bench -run '^$$' -bench . -benchtime 1x -timeout 30m
+bench: deps ## every benchmark; rewrites BENCHMARKS.md (BENCH_ROUNDS=n: n rounds each)
+	BENCH_DOC=BENCHMARKS.md $(GO) test ./bench -run '^$$' -bench . -benchtime 1x -timeout 60m
 
 clean:
 	rm -rf bin

@@ -34,10 +34,10 @@ var (
 	sizes   = []int{3, 5}
 
 	methodNames = map[string]string{
-		methodAgent:       "agent + static env (--peer-wait 5s)",
-		methodAgentNoWait: "agent + static env (--peer-wait 0)",
-		methodDiscovery:   "etcd --discovery (v2)",
-		methodStatic:      "static --initial-cluster",
+		methodAgent:       "`etcd-discovery-agent bootstrap` (default flags), then `exec etcd` from the env file it wrote, as systemd's ExecStartPre and ExecStart (`testenv.StartHost`)",
+		methodAgentNoWait: "the same with `--peer-wait 0` (no ordered start)",
+		methodDiscovery:   "etcd's own v2 discovery: `etcd --discovery URL --discovery-fallback exit`",
+		methodStatic:      "`etcd --initial-cluster` naming every member, `--initial-cluster-state new`, a cluster token per round",
 	}
 )
 
@@ -45,6 +45,8 @@ const (
 	defaultRounds = 30
 	// roundDeadline bounds one round from launch to all members healthy.
 	roundDeadline = 90 * time.Second
+	// bootstrapTimeout is the -timeout the command in the report names.
+	bootstrapTimeout = "30m"
 )
 
 // bench is what every round shares.
@@ -87,16 +89,10 @@ type sample struct {
 // per member for the agent, etcd's own discovery and a static
 // --initial-cluster, at N = 3 and N = 5, interleaved round by round. The
 // whole comparison is one run of the benchmark function; its results are
-// reported on the sub-benchmarks N=3 and N=5 and as a table on stdout.
+// reported on the sub-benchmarks N=3 and N=5 and as its section of
+// BENCHMARKS.md (see writeSection).
 func BenchmarkBootstrap(b *testing.B) {
-	rounds := defaultRounds
-	if s := os.Getenv("BENCH_ROUNDS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			b.Fatalf("BENCH_ROUNDS=%q: want a positive integer", s)
-		}
-		rounds = n
-	}
+	rounds := benchRounds(b, defaultRounds)
 	be := &bench{
 		b:         b,
 		etcd:      testenv.EtcdBinary(b),
@@ -138,8 +134,11 @@ func BenchmarkBootstrap(b *testing.B) {
 		}
 	}
 
-	fmt.Print(report(results, rounds, failures))
 	fmt.Printf("total %s\n", time.Since(start).Round(time.Second))
+	writeSection(b, "BenchmarkBootstrap", runInfo(b, "BenchmarkBootstrap", bootstrapTimeout, []string{be.etcd, "--version"})+
+		"Each round launches N fresh hosts on their own 127.x.y.z addresses at once, with a fresh token, and ends when every member answers `/health` and all report one cluster. "+
+		"The registry is one etcd with `--enable-v2`; the members reach it through a counting reverse proxy.\n\n"+
+		report(results, rounds, failures))
 
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
@@ -241,7 +240,13 @@ func (be *bench) round(m string, n, round int) sample {
 	}
 	s.secs = end.Sub(t0).Seconds()
 	if s.failed == "" {
-		s.failed = checkOneCluster(hosts)
+		var urls []string
+		for _, h := range hosts {
+			urls = append(urls, h.ClientURL())
+		}
+		if err := checkOneCluster(urls, n); err != nil {
+			s.failed = err.Error()
+		}
 	}
 
 	stopAll(procs)
@@ -288,33 +293,54 @@ func etcdArgs(h testenv.Host) []string {
 	}
 }
 
-// checkOneCluster asks every member for the member list and reports a
-// problem unless all report the same len(hosts) members.
-func checkOneCluster(hosts []testenv.Host) string {
+// checkOneCluster asks every member for the ID of its cluster and its
+// member list, for up to 10 s until all answer alike, and returns an error
+// unless every member reports the same cluster and the same n started
+// members (a member that was added but has not started has no name yet).
+func checkOneCluster(clientURLs []string, n int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		err := oneCluster(ctx, clientURLs, n)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not one cluster of %d started members: %w", n, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func oneCluster(ctx context.Context, clientURLs []string, n int) error {
 	var first string
-	for _, h := range hosts {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		ms, err := testenv.Members(ctx, h.ClientURL())
+	for _, u := range clientURLs {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		cluster, ms, err := testenv.MemberList(ctx, u)
 		cancel()
 		if err != nil {
-			return fmt.Sprintf("member list from %s: %v", h.Name, err)
+			return err
 		}
 		var ids []string
 		for _, m := range ms {
-			ids = append(ids, agent.FormatID(m.ID))
+			if m.Name == "" || len(m.ClientURLs) == 0 {
+				return fmt.Errorf("%s reports member %s as not started", u, strconv.FormatUint(m.ID, 16))
+			}
+			ids = append(ids, strconv.FormatUint(m.ID, 16))
 		}
 		slices.Sort(ids)
-		got := strings.Join(ids, ",")
-		if len(ms) != len(hosts) {
-			return fmt.Sprintf("%s reports %d members (%s), want %d", h.Name, len(ms), got, len(hosts))
+		view := fmt.Sprintf("cluster %s, members %s", strconv.FormatUint(cluster, 16), strings.Join(ids, ","))
+		if len(ms) != n {
+			return fmt.Errorf("%s reports %s: %d members", u, view, len(ms))
 		}
 		if first == "" {
-			first = got
-		} else if got != first {
-			return fmt.Sprintf("%s reports members %s, another member %s", h.Name, got, first)
+			first = view
+		} else if view != first {
+			return fmt.Errorf("%s reports %s, another member %s", u, view, first)
 		}
 	}
-	return ""
+	return nil
 }
 
 // stopAll kills the processes and waits until they are gone. SIGKILL

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,7 @@ func nsupdateScript(server string, hs []dnsupdate.Host) string {
 // nsupdate and reading the key), interleaved round by round; reports the
 // medians and their ratio.
 func BenchmarkPublish(b *testing.B) {
+	rounds := benchRounds(b, 30)
 	named := testenv.Named(b, "example.test.")
 	key, err := dnsupdate.ReadKeyFile(named.KeyFile)
 	if err != nil {
@@ -60,9 +62,8 @@ func BenchmarkPublish(b *testing.B) {
 	u := &dnsupdate.Updater{Server: named.Addr, Zone: "example.test.", Key: key}
 	nsupdate, err := exec.LookPath("nsupdate")
 	if err != nil {
-		b.Skip("no nsupdate (apt-get install bind9-dnsutils)")
+		testenv.SkipUnlessCI(b, "no nsupdate (apt-get install bind9-dnsutils)")
 	}
-	const rounds = 30
 	var agentT, nsT []float64
 	ctx := context.Background()
 	for r := 0; r < rounds; r++ {
@@ -98,7 +99,28 @@ func BenchmarkPublish(b *testing.B) {
 	b.ReportMetric(ma*1000, "agent-median-ms")
 	b.ReportMetric(mn*1000, "nsupdate-median-ms")
 	b.ReportMetric(ma/mn, "agent/nsupdate")
-	b.Logf("publish 3 hosts until visible, %d rounds: agent %.2f ms, nsupdate %.2f ms (median), ratio %.3f", rounds, ma*1000, mn*1000, ma/mn)
+	var sb strings.Builder
+	sb.WriteString(runInfo(b, "BenchmarkPublish", dnsTimeout, []string{testenv.NamedBinary(b), "-v"}))
+	fmt.Fprintf(&sb, "Three hosts' records (peer SRV, client SRV and A each), one UPDATE per host, until every host's A record answers, on BIND on loopback (`testenv.Named`); "+
+		"the agent's `dnsupdate` (in process) and one `nsupdate -v` run with three sends (including its start and reading the key), interleaved; rounds: %d each:\n\n", rounds)
+	table(&sb, "lrrr", []string{"publisher", "median ms", "min ms", "max ms"}, [][]string{
+		msRow("agent (`dnsupdate`)", agentT), msRow("`nsupdate`", nsT)})
+	fmt.Fprintf(&sb, "Ratio of the medians, agent/nsupdate: %.3f.\n", ma/mn)
+	writeSection(b, "BenchmarkPublish", sb.String())
+}
+
+// dnsTimeout is the -timeout the commands in the DNS reports name.
+const dnsTimeout = "10m"
+
+// msRow is a table row: what, then the median, min and max of xs (seconds)
+// in milliseconds.
+func msRow(what string, xs []float64) []string {
+	return []string{what, fmt.Sprintf("%.2f", median(xs)*1000), fmt.Sprintf("%.2f", slices.Min(xs)*1000), fmt.Sprintf("%.2f", slices.Max(xs)*1000)}
+}
+
+// usRow is msRow in microseconds.
+func usRow(what string, xs []float64) []string {
+	return []string{what, fmt.Sprintf("%.0f", median(xs)*1e6), fmt.Sprintf("%.0f", slices.Min(xs)*1e6), fmt.Sprintf("%.0f", slices.Max(xs)*1e6)}
 }
 
 // waitVisible polls the server until every host's A record answers.
@@ -121,6 +143,7 @@ func waitVisible(b *testing.B, named *testenv.DNSServer, hs []dnsupdate.Host) {
 // and as the agent asks (Peers: the addresses from the SRV answer's
 // additional section, one query).
 func BenchmarkSRVLookup(b *testing.B) {
+	rounds := benchRounds(b, 200)
 	named := testenv.Named(b, "example.test.")
 	key, err := dnsupdate.ReadKeyFile(named.KeyFile)
 	if err != nil {
@@ -138,7 +161,6 @@ func BenchmarkSRVLookup(b *testing.B) {
 		return d.DialContext(ctx, network, named.Addr)
 	}}
 	ctx := context.Background()
-	const rounds = 200
 	var oursT, peersT, goT []float64
 	for r := 0; r < rounds; r++ {
 		start := time.Now()
@@ -178,6 +200,13 @@ func BenchmarkSRVLookup(b *testing.B) {
 	b.ReportMetric(mg*1e6, "net.Resolver-median-us")
 	b.ReportMetric(mo/mg, "resolver/net.Resolver")
 	b.ReportMetric(mp/mg, "peers/net.Resolver")
-	b.Logf("SRV + 3 address lookups, %d rounds (median): resolver %.0f µs, resolver.Peers (one query) %.0f µs, net.Resolver %.0f µs; ratios %.3f, %.3f",
-		rounds, mo*1e6, mp*1e6, mg*1e6, mo/mg, mp/mg)
+	var sb strings.Builder
+	sb.WriteString(runInfo(b, "BenchmarkSRVLookup", dnsTimeout, []string{testenv.NamedBinary(b), "-v"}))
+	fmt.Fprintf(&sb, "One SRV lookup (three targets) and the targets' addresses, from BIND on loopback (`testenv.Named`), interleaved; rounds: %d each:\n\n", rounds)
+	table(&sb, "lrrr", []string{"client", "median µs", "min µs", "max µs"}, [][]string{
+		usRow("`resolver`, asked like net.Resolver: LookupSRV, then LookupHost per target", oursT),
+		usRow("`resolver.Peers`: one SRV query, addresses from its additional section", peersT),
+		usRow("Go's `net.Resolver` (pure Go, same server): LookupSRV, then LookupNetIP per target", goT)})
+	fmt.Fprintf(&sb, "Ratios of the medians to net.Resolver's: resolver %.3f, resolver.Peers %.3f.\n", mo/mg, mp/mg)
+	writeSection(b, "BenchmarkSRVLookup", sb.String())
 }

@@ -1,28 +1,27 @@
-// Package bench holds the bootstrap benchmark of etcd-discovery-agent. It
-// has no code of its own outside tests: BenchmarkBootstrap (in
-// bootstrap_test.go) forms real etcd clusters on loopback addresses, round
-// after round, with four methods interleaved and compares how long each
-// takes until every member answers /health, and how many requests the
-// discovery registry sees per member:
+// Package bench holds the benchmarks of etcd-discovery-agent. It has no
+// code of its own outside tests. Each benchmark starts real components
+// (etcd, BIND, hosts on loopback addresses or in network namespaces), runs
+// its rounds with the methods it compares interleaved, and writes its
+// results as one section of BENCHMARKS.md:
 //
-//	a   the agent's bootstrap, then etcd from the env file it wrote (default flags)
-//	a0  the same with --peer-wait 0 (no ordered start)
-//	b   etcd's own v2 discovery (--discovery URL --discovery-fallback exit)
-//	c   etcd with a precomputed static --initial-cluster
+//	BenchmarkBootstrap     cluster bootstrap by token: the agent, etcd's own
+//	                       v2 discovery and a static --initial-cluster
+//	BenchmarkSRVBootstrap  bootstrap from DNS SRV records: the agent's SRV
+//	                       mode and etcd's own --discovery-srv (root)
+//	BenchmarkPublish       RFC 2136 updates: the agent's against nsupdate
+//	BenchmarkSRVLookup     SRV lookups: the agent's resolver against Go's
 //
-// It is a benchmark, not a test, so plain "go test ./..." does not run it.
-// Run it with
+// They are benchmarks, not tests, so plain "go test ./..." does not run
+// them. "make bench" runs them all and rewrites every section of
+// BENCHMARKS.md; one runs alone with the command its section shows, e.g.
 //
-//	go test ./bench -run '^$' -bench Bootstrap -benchtime 1x -timeout 30m
+//	go test ./bench -run '^$' -bench '^BenchmarkBootstrap$' -benchtime 1x -timeout 30m
 //
-// BenchmarkPublish (dns_test.go) times three hosts' records published with
-// the agent's RFC 2136 updates against nsupdate, and BenchmarkSRVLookup the
-// agent's resolver against Go's net.Resolver, both on a real BIND:
-//
-//	go test ./bench -run '^$' -bench 'Publish|SRVLookup' -benchtime 1x
-//
-// BENCH_ROUNDS overrides the number of measured rounds per method and size
-// (default 30); BENCH_KEEP_LOGS=DIR keeps every round's process logs in DIR.
-// BENCHMARKS.md at the module root describes what is measured
-// and the results.
+// -benchtime 1x matters: a benchmark runs all its rounds in one call.
+// BENCH_ROUNDS=n sets the number of measured rounds of every benchmark
+// (each has its own default); BENCH_DOC=FILE (relative to the module root)
+// makes each benchmark replace its section of FILE, between the lines
+// "<!-- BEGIN BenchmarkName -->" and "<!-- END BenchmarkName -->";
+// BENCH_KEEP_LOGS=DIR keeps the process logs of every round of
+// BenchmarkBootstrap in DIR.
 package bench

@@ -207,99 +207,120 @@ func metrics(results map[string][]sample, n int) map[string]float64 {
 	return out
 }
 
-// report renders the results as readable tables.
+// report renders the results of BenchmarkBootstrap as the markdown of its
+// section of BENCHMARKS.md.
 func report(results map[string][]sample, rounds int, failures []sample) string {
 	var sb strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
+	f3 := func(x float64) string { return fmt.Sprintf("%.3f", x) }
 
-	p("\nTime from launching the N processes until every member's /health says true (seconds),\n")
-	p("and registry requests per member (median over rounds; token creation not counted):\n\n")
-	p("%-3s %-3s %-38s %6s %7s %7s %7s  %s\n", "N", "", "method", "rounds", "median", "min", "max", "reqs/member (min-max)")
+	p("Rounds per method and N: %d, after one warm-up round per method at N = %d (not counted); a round that fails, or ends in more than one cluster, is not counted either.\n\n", rounds, sizes[0])
+	var rows [][]string
+	for id, name := range methodNames {
+		rows = append(rows, []string{id, name})
+	}
+	slices.SortFunc(rows, func(a, b []string) int { return strings.Compare(a[0], b[0]) })
+	table(&sb, "ll", []string{"id", "method"}, rows)
+
+	p("Seconds from launching the N processes until every member's `/health` says true; registry requests per member, token creation not counted:\n\n")
+	rows = nil
 	for _, n := range sizes {
 		for _, m := range methods {
 			ss := results[key(m, n)]
-			if len(ss) == 0 {
-				p("%-3d %-3s %-38s %6d %7s\n", n, m, methodNames[m], 0, "-")
-				continue
+			row := []string{strconv.Itoa(n), m, strconv.Itoa(len(ss)), "-", "-", "-", "-"}
+			if len(ss) > 0 {
+				xs := secsOf(ss)
+				row[3], row[4], row[5] = f3(median(xs)), f3(slices.Min(xs)), f3(slices.Max(xs))
+				if usesRegistry(m) {
+					rs := reqsPerMember(ss)
+					row[6] = fmt.Sprintf("%.2f (%.2f-%.2f)", median(rs), slices.Min(rs), slices.Max(rs))
+				}
 			}
-			xs := secsOf(ss)
-			reqs := "-"
-			if usesRegistry(m) {
-				rs := reqsPerMember(ss)
-				reqs = fmt.Sprintf("%.2f (%.2f-%.2f)", median(rs), slices.Min(rs), slices.Max(rs))
-			}
-			p("%-3d %-3s %-38s %6d %7.3f %7.3f %7.3f  %s\n", n, m, methodNames[m], len(ss), median(xs), slices.Min(xs), slices.Max(xs), reqs)
+			rows = append(rows, row)
 		}
 	}
+	table(&sb, "llrrrrl", []string{"N", "method", "rounds", "median", "min", "max", "reqs/member: median (min-max)"}, rows)
 
-	p("\nRatios of medians, with 90%% bootstrap confidence intervals:\n\n")
+	p("Ratios of the medians with 90%% bootstrap confidence intervals, and the Hodges-Lehmann shift (median of all pairwise differences of round times, seconds):\n\n")
+	ratios := [][2]string{{methodAgent, methodDiscovery}, {methodAgent, methodStatic}, {methodAgentNoWait, methodDiscovery}, {methodAgentNoWait, methodStatic}}
+	shifts := [][2]string{{methodAgent, methodDiscovery}, {methodAgent, methodStatic}, {methodAgentNoWait, methodAgent}}
+	head := []string{"N"}
+	for _, r := range ratios {
+		head = append(head, r[0]+"/"+r[1])
+	}
+	for _, r := range shifts {
+		head = append(head, "shift "+r[0]+"-"+r[1])
+	}
+	rows = nil
 	for _, n := range sizes {
-		var parts []string
-		for _, r := range [][2]string{{methodAgent, methodDiscovery}, {methodAgent, methodStatic}, {methodAgentNoWait, methodDiscovery}, {methodAgentNoWait, methodStatic}} {
+		row := []string{strconv.Itoa(n)}
+		for _, r := range ratios {
 			x, y := secsOf(results[key(r[0], n)]), secsOf(results[key(r[1], n)])
 			if len(x) == 0 || len(y) == 0 {
+				row = append(row, "-")
 				continue
 			}
 			lo, hi := ratioCI(x, y)
-			parts = append(parts, fmt.Sprintf("%s/%s %.2f (%.2f-%.2f)", r[0], r[1], median(x)/median(y), lo, hi))
+			row = append(row, fmt.Sprintf("%.2f (%.2f-%.2f)", median(x)/median(y), lo, hi))
 		}
-		p("N=%d  %s\n", n, strings.Join(parts, "   "))
-	}
-	p("\nShift (Hodges-Lehmann: median of all pairwise differences; robust to the 100 ms steps\n")
-	p("of etcd's election ticks that make single medians jumpy), seconds:\n\n")
-	for _, n := range sizes {
-		var parts []string
-		for _, r := range [][2]string{{methodAgent, methodDiscovery}, {methodAgent, methodStatic}, {methodAgentNoWait, methodAgent}} {
+		for _, r := range shifts {
 			x, y := secsOf(results[key(r[0], n)]), secsOf(results[key(r[1], n)])
 			if len(x) == 0 || len(y) == 0 {
+				row = append(row, "-")
 				continue
 			}
-			parts = append(parts, fmt.Sprintf("%s-%s %+.3f", r[0], r[1], shift(x, y)))
+			row = append(row, fmt.Sprintf("%+.3f", shift(x, y)))
 		}
-		p("N=%d  %s\n", n, strings.Join(parts, "   "))
+		rows = append(rows, row)
 	}
+	table(&sb, "lllllrrr", head, rows)
 
-	p("\nWhere the time goes: median over rounds of the moment (s after launch) the LAST member\n")
-	p("reached each event (env = agent wrote the env file, released = agent returned after the\n")
-	p("ordered start, exec = etcd started, member = etcd's \"starting member\", i.e. after its\n")
-	p("static-bootstrap probe of the peers, or after the rendezvous for b; ready = \"ready to serve\n")
-	p("client requests\"), and the median of the longest per-member gap between etcd's\n")
-	p("configuration dump and \"starting member\" (the probe stall; for b: etcd's own rendezvous):\n\n")
-	p("%-3s %-3s", "N", "")
+	p("Where the time goes, from the members' logs: the median over rounds of the moment (seconds after the launch) the last member reached each event: env = the agent wrote the env file, released = the agent returned after the ordered start, exec = etcd started, member = etcd's `starting member` (after its static-bootstrap probe of the peers, or its own discovery for b), ready = `ready to serve client requests`; cfg→memb is the median of the longest per-member gap between etcd's configuration dump and `starting member`:\n\n")
+	head = []string{"N", "m"}
 	for _, ph := range phaseOrder {
-		if ph == "configured" {
-			continue
+		if ph != "configured" {
+			head = append(head, ph)
 		}
-		p(" %8s", ph)
 	}
-	p(" %8s %9s\n", "healthy", "cfg→memb")
+	head = append(head, "healthy", "cfg→memb")
+	rows = nil
 	for _, n := range sizes {
 		for _, m := range methods {
 			ss := results[key(m, n)]
 			if len(ss) == 0 {
 				continue
 			}
-			p("%-3d %-3s", n, m)
+			row := []string{strconv.Itoa(n), m}
 			for _, ph := range phaseOrder {
 				if ph == "configured" {
 					continue
 				}
-				xs := phaseSecs(ss, ph)
-				if len(xs) == 0 {
-					p(" %8s", "-")
+				if xs := phaseSecs(ss, ph); len(xs) > 0 {
+					row = append(row, f3(median(xs)))
 				} else {
-					p(" %8.3f", median(xs))
+					row = append(row, "-")
 				}
 			}
 			var gaps []float64
 			for _, s := range ss {
 				gaps = append(gaps, s.probeGap.Seconds())
 			}
-			p(" %8.3f %9.3f\n", median(secsOf(ss)), median(gaps))
+			rows = append(rows, append(row, f3(median(secsOf(ss))), f3(median(gaps))))
 		}
 	}
+	table(&sb, "llrrrrrrr", head, rows)
 
-	p("\nRegistry requests by kind (mean per member over all rounds):\n\n")
+	p("Registry requests by kind, mean per member over the counted rounds:\n\n")
+	kinds := map[string]bool{}
+	for _, ss := range results {
+		for _, s := range ss {
+			for k := range s.kinds {
+				kinds[k] = true
+			}
+		}
+	}
+	kindList := slices.Sorted(maps.Keys(kinds))
+	rows = nil
 	for _, n := range sizes {
 		for _, m := range methods {
 			ss := results[key(m, n)]
@@ -314,15 +335,17 @@ func report(results map[string][]sample, rounds int, failures []sample) string {
 					total[k] += v
 				}
 			}
-			var parts []string
-			for _, k := range slices.Sorted(maps.Keys(total)) {
-				parts = append(parts, fmt.Sprintf("%s %.2f", k, float64(total[k])/float64(members)))
+			row := []string{strconv.Itoa(n), m}
+			for _, k := range kindList {
+				row = append(row, fmt.Sprintf("%.2f", float64(total[k])/float64(members)))
 			}
-			p("N=%d %-3s %s\n", n, m, strings.Join(parts, ", "))
+			rows = append(rows, row)
 		}
 	}
+	table(&sb, "ll"+strings.Repeat("r", len(kindList)), append([]string{"N", "m"}, kindList...), rows)
 
-	p("\nOrdered start (agent, default --peer-wait): how long non-lead members waited for the lead:\n\n")
+	p("Ordered start (a): how long the members other than the lead waited for it (seconds):\n\n")
+	rows = nil
 	for _, n := range sizes {
 		var ws []float64
 		for _, s := range results[key(methodAgent, n)] {
@@ -331,17 +354,29 @@ func report(results map[string][]sample, rounds int, failures []sample) string {
 			}
 		}
 		if len(ws) > 0 {
-			p("N=%d  %d waits, median %.3fs, min %.3fs, max %.3fs\n", n, len(ws), median(ws), slices.Min(ws), slices.Max(ws))
+			rows = append(rows, []string{strconv.Itoa(n), strconv.Itoa(len(ws)), f3(median(ws)), f3(slices.Min(ws)), f3(slices.Max(ws))})
 		}
 	}
+	table(&sb, "lrrrr", []string{"N", "waits", "median", "min", "max"}, rows)
+
+	p("Every counted round, seconds:\n\n```\n")
+	for _, n := range sizes {
+		for _, m := range methods {
+			var parts []string
+			for _, s := range results[key(m, n)] {
+				parts = append(parts, fmt.Sprintf("%.2f", s.secs))
+			}
+			p("N=%d %-2s %s\n", n, m, strings.Join(parts, " "))
+		}
+	}
+	p("```\n")
 
 	if len(failures) > 0 {
-		p("\nFAILED ROUNDS (not in the numbers above):\n")
+		p("\nFailed rounds, not counted above:\n\n")
 		for _, f := range failures {
-			p("  round %d %s N=%d: %s\n", f.round, f.method, f.n, f.failed)
+			p("- round %d, %s, N=%d: %s\n", f.round, f.method, f.n, f.failed)
 		}
 	}
-	p("\n%d rounds requested per method and N.\n", rounds)
 	return sb.String()
 }
 

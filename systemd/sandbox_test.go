@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/envfile"
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
 )
 
 // The sandbox tests run the shipped units under a real systemd as PID 1:
@@ -79,9 +80,7 @@ var sandboxEnv = []string{
 // journal, the env file, etcd's environment and health, a simulated reboot
 // without the registry, and a failed start when the token does not exist.
 func TestSandbox(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots systemd in namespaces and runs real etcd; skipped with -short")
-	}
+	testenv.SkipIfShort(t)
 	etcdUnitPath := sandboxPrereqs(t)
 	bin := builtAgent
 	sweepStaleCgroups(t)
@@ -328,27 +327,27 @@ func (sb *sandbox) wantHealthy() {
 func sandboxPrereqs(t *testing.T) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (namespaces, mounts, cgroups) to boot systemd in a sandbox")
+		testenv.SkipUnlessCI(t, "needs root (namespaces, mounts, cgroups) to boot systemd in a sandbox")
 	}
 	for _, tool := range []string{"unshare", "nsenter", "bash"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (Debian: util-linux, bash): %v", tool, err)
+			testenv.SkipUnlessCI(t, "%s not installed (Debian: util-linux, bash): %v", tool, err)
 		}
 	}
 	for _, f := range []string{"/lib/systemd/systemd", "/usr/bin/etcd", "/usr/bin/etcdctl"} {
 		if _, err := os.Stat(f); err != nil {
-			t.Skipf("%s not installed (Debian: systemd, etcd-server, etcd-client): %v", f, err)
+			testenv.SkipUnlessCI(t, "%s not installed (Debian: systemd, etcd-server, etcd-client): %v", f, err)
 		}
 	}
 	if cgroupRoot() == "" {
-		t.Skip("no cgroup2 hierarchy at /sys/fs/cgroup/unified or /sys/fs/cgroup")
+		testenv.SkipUnlessCI(t, "no cgroup2 hierarchy at /sys/fs/cgroup/unified or /sys/fs/cgroup")
 	}
 	for _, p := range []string{"/lib/systemd/system/etcd.service", "/usr/lib/systemd/system/etcd.service"} {
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}
 	}
-	t.Skip("Debian's etcd.service is not installed (apt-get install etcd-server)")
+	testenv.SkipUnlessCI(t, "Debian's etcd.service is not installed (apt-get install etcd-server)")
 	return ""
 }
 

@@ -115,9 +115,10 @@ func runE(ctx context.Context, timeout time.Duration, dir, name string, args ...
 // systemdAnalyze returns the path of systemd-analyze, or skips the test.
 func systemdAnalyze(t *testing.T) string {
 	t.Helper()
+	testenv.SkipIfShort(t)
 	path, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		t.Skip("systemd-analyze not installed (Debian: apt-get install systemd); unit files not verified")
+		testenv.SkipUnlessCI(t, "systemd-analyze not installed (Debian: apt-get install systemd); unit files not verified")
 	}
 	help, code := run(t, 30*time.Second, "", path, "--help")
 	if code != 0 {
@@ -125,7 +126,7 @@ func systemdAnalyze(t *testing.T) string {
 	}
 	for _, opt := range []string{"--root=", "--recursive-errors=", "--man"} {
 		if !strings.Contains(help, opt) {
-			t.Skipf("this systemd-analyze has no %s option (systemd >= 250 needed); unit files not verified", opt)
+			testenv.SkipUnlessCI(t, "this systemd-analyze has no %s option (systemd >= 250 needed); unit files not verified", opt)
 		}
 	}
 	return path
@@ -403,6 +404,7 @@ var (
 // ("" when none is shown).
 func helpDefaults(t *testing.T) map[string]string {
 	t.Helper()
+	testenv.SkipIfShort(t)
 	bin := builtAgent
 	helpOnce.Do(func() {
 		out, code, err := runE(context.Background(), 30*time.Second, "", bin, "bootstrap", "--help")

@@ -46,7 +46,7 @@ func StartHostWithEtcd(t testing.TB, agentBin, etcdBin string, h Host, discovery
 // mode, which has no token) and a given etcd binary.
 func StartHostArgs(t testing.TB, agentBin, etcdBin string, h Host, agentArgs ...string) *Process {
 	t.Helper()
-	args, env := hostCommand(agentBin, etcdBin, h.EnvFile(), agentArgs)
+	args, env := hostCommand(setprivBinary(t), agentBin, etcdBin, h.EnvFile(), agentArgs)
 	return Start(t, "host-"+h.Name, "/bin/sh", args, env)
 }
 
@@ -54,7 +54,7 @@ func StartHostArgs(t testing.TB, agentBin, etcdBin string, h Host, agentArgs ...
 // file inside h's namespace, as StartHost does on loopback.
 func StartNetHost(t testing.TB, agentBin, etcdBin string, h NetHost, agentArgs ...string) *Process {
 	t.Helper()
-	args, env := hostCommand(agentBin, etcdBin, h.EnvFile(), agentArgs)
+	args, env := hostCommand(setprivBinary(t), agentBin, etcdBin, h.EnvFile(), agentArgs)
 	return h.Start(t, "host-"+h.Name, "/bin/sh", args, env)
 }
 
@@ -62,16 +62,27 @@ func StartNetHost(t testing.TB, agentBin, etcdBin string, h NetHost, agentArgs .
 // the agent's bootstrap (ExecStartPre), etcd from its env file
 // (ExecStart), then the agent's promote with the same flags
 // (ExecStartPost; a voter is left alone). A failing promote stops etcd, as
-// systemd stops a unit whose ExecStartPost fails. SIGTERM stops etcd.
-func hostCommand(agentBin, etcdBin, envFile string, agentArgs []string) (args, env []string) {
-	script := `"$AGENT" "$@" || exit $?
+// systemd stops a unit whose ExecStartPost fails; SIGTERM stops etcd.
+// sh gets its parent-death signal from Start, but the agent and etcd are
+// its children: setpriv gives each its own (SIGKILL when sh dies) before
+// it execs them, so a killed test leaves nothing behind.
+func hostCommand(setpriv, agentBin, etcdBin, envFile string, agentArgs []string) (args, env []string) {
+	script := `"$SETPRIV" --pdeathsig KILL -- "$AGENT" "$@" || exit $?
 set -a; . "$ENV_FILE"; set +a
-"$ETCD" & etcd=$!
+"$SETPRIV" --pdeathsig KILL -- "$ETCD" & etcd=$!
 trap 'kill -TERM $etcd; wait $etcd; exit 143' TERM INT
 shift
-if ! "$AGENT" promote "$@"; then kill -TERM $etcd; wait $etcd; exit 9; fi
+if ! "$SETPRIV" --pdeathsig KILL -- "$AGENT" promote "$@"; then kill -TERM $etcd; wait $etcd; exit 9; fi
 wait $etcd`
-	return append([]string{"-c", script, "sh"}, agentArgs...), []string{"AGENT=" + agentBin, "ENV_FILE=" + envFile, "ETCD=" + etcdBin}
+	return append([]string{"-c", script, "sh"}, agentArgs...),
+		[]string{"SETPRIV=" + setpriv, "AGENT=" + agentBin, "ENV_FILE=" + envFile, "ETCD=" + etcdBin}
+}
+
+// setprivBinary returns util-linux's setpriv (--pdeathsig needs 2.33 or
+// later), skipping the test when there is none.
+func setprivBinary(t testing.TB) string {
+	t.Helper()
+	return binary(t, "SETPRIV_BIN", "/usr/bin/setpriv", "util-linux")
 }
 
 // ReadEnvFile parses an env file strictly (the safe subset) into a map.

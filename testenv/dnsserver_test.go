@@ -31,7 +31,7 @@ func TestDNSServers(t *testing.T) {
 				checkServer(t, s, kind)
 			})
 			if skipped {
-				t.Skipf("%s is not installed", kind)
+				t.Skipf("%s: the serve subtest was skipped (its log says why)", kind)
 			}
 			if pid == 0 {
 				t.Fatalf("%s did not start", kind)

@@ -55,9 +55,11 @@ func NamedBinary(t testing.TB) string {
 }
 
 // bindTool finds a BIND utility (tsig-keygen, nsupdate) in $PATH or in the
-// sbin/bin directories Debian installs it to, skipping the test if absent.
+// sbin/bin directories Debian installs it to, skipping the test if absent
+// (failing it under CI, see SkipUnlessCI), and under -short.
 func bindTool(t testing.TB, name, pkg string) string {
 	t.Helper()
+	SkipIfShort(t)
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
@@ -67,7 +69,7 @@ func bindTool(t testing.TB, name, pkg string) string {
 			return p
 		}
 	}
-	t.Skipf("no %s in $PATH, /usr/sbin or /usr/bin (apt-get install %s)", name, pkg)
+	SkipUnlessCI(t, "no %s in $PATH, /usr/sbin or /usr/bin (apt-get install %s)", name, pkg)
 	return ""
 }
 
@@ -122,7 +124,7 @@ func DNSServers() []func(testing.TB, string) *DNSServer {
 // its Dir and its keys (tsig-keygen's), not yet started.
 func newDNSServer(t testing.TB, kind, zone string) *DNSServer {
 	t.Helper()
-	keygen := bindTool(t, "tsig-keygen", "bind9-utils")
+	keygen := bindTool(t, "tsig-keygen", "bind9")
 	dir := t.TempDir()
 	s := &DNSServer{
 		Kind:         kind,

@@ -1,13 +1,18 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -35,30 +40,46 @@ type Network struct {
 // root, no iproute2).
 func Namespace(t testing.TB, name string) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root (CI runs as root)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("network namespaces need iproute2's ip")
-	}
+	needNetns(t)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace here: %v: %s", err, out)
+		SkipUnlessCI(t, "cannot create a network namespace here: %v: %s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
 	IP(t, "-n", name, "link", "set", "lo", "up")
 	return name
 }
 
+// needNetns skips the test under -short, and when it cannot make network
+// namespaces (not root, no iproute2's ip): see SkipUnlessCI.
+func needNetns(t testing.TB) {
+	t.Helper()
+	SkipIfShort(t)
+	if os.Geteuid() != 0 {
+		SkipUnlessCI(t, "network namespaces need root (CI runs as root)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		SkipUnlessCI(t, "network namespaces need iproute2's ip: %v", err)
+	}
+}
+
 // NewNetwork creates the router namespace and the link to it, or skips the
 // test when it cannot (not root, no iproute2, no veth). Everything is
-// removed when the test ends.
+// removed when the test ends. What a run that never got to its cleanup (a
+// killed test process) left behind is removed first; see clearLeftovers.
 func NewNetwork(t testing.TB) *Network {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root (CI runs as root)")
-	}
-	// The test process's link and route use fixed addresses, so networks of
-	// tests running in parallel processes take turns.
+	needNetns(t)
+	lockNetworks(t)
+	return buildNetwork(t)
+}
+
+// lockNetworks waits until no other process has a Network and keeps it so
+// until the test ends: the test process's link and route use fixed
+// addresses, so networks of tests running in parallel processes take
+// turns. The lock goes with the process that holds it, also when it is
+// killed.
+func lockNetworks(t testing.TB) {
+	t.Helper()
 	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "eda-test-network.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -66,8 +87,18 @@ func NewNetwork(t testing.TB) *Network {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { lock.Close() }) // registered first, so it runs last
-	// Interface names are at most 15 bytes: "eda" + 5 hex + "-250r".
+	t.Cleanup(func() { lock.Close() }) // registered before the network's, so it runs after them
+}
+
+// buildNetwork is NewNetwork once the test holds the network lock.
+func buildNetwork(t testing.TB) *Network {
+	t.Helper()
+	if err := clearLeftovers(); err != nil {
+		t.Fatalf("clear what an earlier test network left behind: %v", err)
+	}
+	if out, err := exec.Command("ip", "route", "show", "exact", networkPrefix).CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Fatalf("%s is routed on this host by something that is not a test network (%v): %s; testenv leaves it alone", networkPrefix, err, out)
+	}
 	n := &Network{id: fmt.Sprintf("eda%05x", rand.IntN(1<<20)), RouterAddr: netip.MustParseAddr("198.18.255.1")}
 	n.Router = Namespace(t, n.id+"-r")
 	IP(t, "-n", n.Router, "addr", "add", n.RouterAddr.String()+"/32", "dev", "lo")
@@ -76,15 +107,90 @@ func NewNetwork(t testing.TB) *Network {
 	// The test process's own link: 198.18.254.1 here, .2 on the router.
 	here, there := n.id+"-t", n.id+"-tr"
 	if out, err := exec.Command("ip", "link", "add", here, "type", "veth", "peer", "name", there, "netns", n.Router).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a veth pair here: %v: %s", err, out)
+		SkipUnlessCI(t, "cannot create a veth pair here: %v: %s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", here).Run() })
 	IP(t, "addr", "add", "198.18.254.1/30", "dev", here)
 	IP(t, "link", "set", here, "up")
 	IP(t, "-n", n.Router, "addr", "add", "198.18.254.2/30", "dev", there)
 	IP(t, "-n", n.Router, "link", "set", there, "up")
-	IP(t, "route", "add", "198.18.0.0/16", "via", "198.18.254.2", "dev", here)
+	IP(t, "route", "add", networkPrefix, "via", "198.18.254.2", "dev", here)
 	return n
+}
+
+// networkPrefix is what the test process routes to a Network's router.
+const networkPrefix = "198.18.0.0/16"
+
+// A Network's names: its ID is "eda" and 5 hex digits (interface names
+// are at most 15 bytes: ID + "-250r"); its namespaces are ID-r (the
+// router) and ID-hK (host K), each host's resolv.conf lives in
+// /etc/netns/ID-hK, and the test process's end of its link is ID-t.
+var (
+	ownNamespace = regexp.MustCompile(`^eda[0-9a-f]{5}-(r|h[0-9]+)$`)
+	ownLink      = regexp.MustCompile(`^eda[0-9a-f]{5}-t$`)
+)
+
+// clearLeftovers removes what Networks of test processes that died before
+// their cleanup left behind: the test process's link (and with it the
+// route through it), the namespaces (after killing any process still in
+// one), and the /etc/netns entries. It touches only names that NewNetwork
+// makes (see ownNamespace, ownLink), and only while holding the network
+// lock, when no live process has a Network: whatever carries such a name
+// then is a leftover.
+func clearLeftovers() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	run := func(args ...string) error {
+		if out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+		}
+		return nil
+	}
+	links, err := os.ReadDir("/sys/class/net")
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		if ownLink.MatchString(l.Name()) {
+			if err := run("link", "del", l.Name()); err != nil {
+				return err
+			}
+		}
+	}
+	out, err := exec.CommandContext(ctx, "ip", "netns", "list").Output()
+	if err != nil {
+		return fmt.Errorf("ip netns list: %w", err)
+	}
+	for line := range strings.Lines(string(out)) {
+		f := strings.Fields(line) // "NAME" or "NAME (id: N)"
+		if len(f) == 0 || !ownNamespace.MatchString(f[0]) {
+			continue
+		}
+		pids, err := exec.CommandContext(ctx, "ip", "netns", "pids", f[0]).Output()
+		if err != nil {
+			return fmt.Errorf("ip netns pids %s: %w", f[0], err)
+		}
+		for _, p := range strings.Fields(string(pids)) {
+			if pid, err := strconv.Atoi(p); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		if err := run("netns", "del", f[0]); err != nil {
+			return err
+		}
+	}
+	etc, err := os.ReadDir("/etc/netns")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	for _, e := range etc {
+		if ownNamespace.MatchString(e.Name()) {
+			if err := os.RemoveAll(filepath.Join("/etc/netns", e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // AddHost makes a host in its own namespace with address 198.18.K.2 (K

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -18,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,17 +36,44 @@ func EtcdBinary(t testing.TB) string {
 }
 
 // binary returns $envVar or def, skipping the test with an install hint
-// when that file does not exist.
+// when that file does not exist (failing it under CI, see SkipUnlessCI).
+// Under -short it skips first: a test looks for a binary to run it.
 func binary(t testing.TB, envVar, def, pkg string) string {
 	t.Helper()
+	SkipIfShort(t)
 	bin := os.Getenv(envVar)
 	if bin == "" {
 		bin = def
 	}
 	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("no %s (set %s, or apt-get install %s): %v", bin, envVar, pkg, err)
+		SkipUnlessCI(t, "no %s (set %s, or apt-get install %s): %v", bin, envVar, pkg, err)
 	}
 	return bin
+}
+
+// SkipIfShort skips a test that starts processes when it runs with
+// -short, which is for unit tests only. testenv's process starters and
+// binary lookups call it, so a test that uses them needs no call of its
+// own; a test that runs a program by itself calls it first.
+func SkipIfShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts processes; skipped with -short")
+	}
+}
+
+// SkipUnlessCI skips the test because something it needs is missing from
+// this machine (a binary, root, network namespaces, ...), with the reason
+// given by format and args. Under CI (the environment variable CI is not
+// empty; .ci/run sets it) it fails the test instead, so that a missing
+// component cannot pass as a skipped test there. Under -short it always
+// skips.
+func SkipUnlessCI(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") != "" && !testing.Short() {
+		t.Fatalf("CI is set, so this missing part fails instead of skipping: "+format, args...)
+	}
+	t.Skipf(format, args...)
 }
 
 // Process is a program a test started.
@@ -110,9 +139,12 @@ func (p *Process) Wait(t testing.TB, d time.Duration) int {
 // Start runs bin with args and the given environment (added to a minimal
 // PATH/HOME environment), writing its output to a log file in t.TempDir().
 // The process is stopped by PID when the test ends; its log is shown if the
-// test failed.
+// test failed. It is killed as well when the test process dies without
+// running its cleanups (a -timeout panic, SIGKILL): see startWithPdeathsig.
+// Under -short the test is skipped.
 func Start(t testing.TB, name, bin string, args, env []string) *Process {
 	t.Helper()
+	SkipIfShort(t)
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -121,16 +153,14 @@ func Start(t testing.TB, name, bin string, args, env []string) *Process {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	p := &Process{Name: name, Log: logPath, bin: bin, args: args, env: env, cmd: cmd, done: make(chan struct{})}
+	if err := startWithPdeathsig(cmd, func() {
+		logf.Close()
+		close(p.done)
+	}); err != nil {
 		logf.Close()
 		t.Fatalf("start %s: %v", name, err)
 	}
-	p := &Process{Name: name, Log: logPath, bin: bin, args: args, env: env, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait() // the exit status stays in cmd.ProcessState
-		logf.Close()
-		close(p.done)
-	}()
 	t.Cleanup(func() {
 		p.Stop()
 		if t.Failed() {
@@ -138,6 +168,42 @@ func Start(t testing.TB, name, bin string, args, env []string) *Process {
 		}
 	})
 	return p
+}
+
+// startWithPdeathsig starts cmd so that the kernel sends it SIGKILL when
+// the test process dies, waits for it in the background and calls exited
+// once it has exited (its status stays in cmd.ProcessState).
+//
+// The parent-death signal (PR_SET_PDEATHSIG, set between fork and exec)
+// fires when the *thread* that forked the child exits, not the process. Go
+// ends an OS thread when a goroutine locked to it returns without
+// unlocking, and any goroutine of the test process may do that on any
+// thread. So the fork happens on a goroutine locked to its thread, and
+// that goroutine stays locked, waiting for the child, until the child has
+// exited: no other goroutine runs on the thread meanwhile, so the thread
+// cannot end before the child does, unless the whole test process ends
+// (TestStartedProcessesDieWithTheTestProcess shows it). The signal survives exec (of a binary that is not set-user-ID), so
+// commands that exec the real program, such as `ip netns exec` and sh's
+// exec, keep it; a program's own children need their own (see
+// hostCommand).
+func startWithPdeathsig(cmd *exec.Cmd, exited func()) error {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+		exited()
+	}()
+	return <-started
 }
 
 // Restart stops the process and starts the same command again.
@@ -326,13 +392,21 @@ type MemberInfo struct {
 // Members asks a cluster member for the member list through etcd's v3
 // JSON gateway.
 func Members(ctx context.Context, clientURL string) ([]MemberInfo, error) {
+	_, ms, err := MemberList(ctx, clientURL)
+	return ms, err
+}
+
+// MemberList asks a cluster member for the ID of its cluster and the
+// member list through etcd's v3 JSON gateway. A member that was added but
+// has not started yet has no Name.
+func MemberList(ctx context.Context, clientURL string) (clusterID uint64, ms []MemberInfo, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, clientURL+"/v3/cluster/member/list", strings.NewReader("{}"))
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	var out struct {
@@ -347,17 +421,19 @@ func Members(ctx context.Context, clientURL string) ([]MemberInfo, error) {
 		}
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, fmt.Errorf("member list from %s: %w", clientURL, err)
+		return 0, nil, fmt.Errorf("member list from %s: %w", clientURL, err)
 	}
-	var ms []MemberInfo
+	if clusterID, err = strconv.ParseUint(out.Header.ClusterID, 10, 64); err != nil {
+		return 0, nil, fmt.Errorf("member list from %s: cluster ID %q: %w", clientURL, out.Header.ClusterID, err)
+	}
 	for _, m := range out.Members {
 		id, err := strconv.ParseUint(m.ID, 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("member list from %s: ID %q: %w", clientURL, m.ID, err)
+			return 0, nil, fmt.Errorf("member list from %s: ID %q: %w", clientURL, m.ID, err)
 		}
 		ms = append(ms, MemberInfo{ID: id, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs})
 	}
-	return ms, nil
+	return clusterID, ms, nil
 }
 
 // ModuleRoot returns the directory of this module's go.mod.
@@ -370,13 +446,22 @@ func ModuleRoot(t testing.TB) string {
 	return root
 }
 
+// moduleRoot is the nearest directory at or above the working directory
+// (a test's package directory) that holds go.mod. It runs no program, so
+// unit tests under -short can use it.
 func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	gomod := strings.TrimSpace(string(out))
-	if err != nil || gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("cannot find the module root (go env GOMOD): %v", err)
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("cannot find the module root: %w", err)
 	}
-	return filepath.Dir(gomod), nil
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		if filepath.Dir(dir) == dir {
+			return "", fmt.Errorf("cannot find the module root: no go.mod in %s or above", wd)
+		}
+	}
 }
 
 // BuildAgent builds the agent into dir and returns its path; for a
@@ -399,8 +484,16 @@ func BuildAgent(dir string) (string, error) {
 
 // RunWithAgent is the body of a TestMain for tests that share one agent
 // binary: it builds the agent into a temporary directory, sets *bin to it,
-// runs the tests, removes the directory and returns the exit code.
+// runs the tests, removes the directory and returns the exit code. Under
+// -short it builds nothing and leaves *bin empty: the tests that run the
+// binary skip (testenv's starters do, others call SkipIfShort).
 func RunWithAgent(m *testing.M, bin *string) int {
+	if !flag.Parsed() {
+		flag.Parse() // for testing.Short; m.Run would parse them too
+	}
+	if testing.Short() {
+		return m.Run()
+	}
 	dir, err := os.MkdirTemp("", "eda-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -418,6 +511,7 @@ func RunWithAgent(m *testing.M, bin *string) int {
 // path.
 func AgentBinary(t testing.TB) string {
 	t.Helper()
+	SkipIfShort(t)
 	bin, err := BuildAgent(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

@@ -32,6 +32,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.RunWithAgent(m, &agentBin)) }
 // combined output.
 func runAgent(t *testing.T, args ...string) (int, string) {
 	t.Helper()
+	testenv.SkipIfShort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, agentBin, args...)
@@ -472,6 +473,7 @@ func TestTimeoutLeavesNothingThatBlocksTheNextTry(t *testing.T) {
 }
 
 func TestEnvironmentVariablesSetFlags(t *testing.T) {
+	testenv.SkipIfShort(t)
 	cmd := exec.Command(agentBin, "address")
 	cmd.Env = []string{"EDA_ADVERTISE_ADDRESS=127.0.0.77"}
 	out, err := cmd.CombinedOutput()
