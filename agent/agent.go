@@ -235,7 +235,7 @@ func (c *Config) addresses() (advertise, listen netip.Addr, err error) {
 	if err != nil {
 		return advertise, listen, fmt.Errorf("%w: --advertise-address: %w", ErrConfig, err)
 	}
-	if !advertise.IsValid() || advertise.IsUnspecified() || advertise.IsMulticast() {
+	if !advertise.IsValid() || advertise.IsUnspecified() || !unicast(advertise) {
 		return advertise, listen, fmt.Errorf("%w: --advertise-address: %s cannot be reached by peers; give the host's own address", ErrConfig, advertise)
 	}
 	listen = advertise
@@ -243,8 +243,18 @@ func (c *Config) addresses() (advertise, listen netip.Addr, err error) {
 		if listen, err = ResolveAddress(c.ListenAddress); err != nil {
 			return advertise, listen, fmt.Errorf("%w: --listen-address: %w", ErrConfig, err)
 		}
+		// The unspecified address (listen on every address) is fine.
+		if !unicast(listen) {
+			return advertise, listen, fmt.Errorf("%w: --listen-address: %s is not an address of this host; give the host's own address (or 0.0.0.0 or ::)", ErrConfig, listen)
+		}
 	}
 	return advertise, listen, nil
+}
+
+// unicast reports whether addr can be one host's address: not multicast
+// and not the IPv4 limited broadcast address.
+func unicast(addr netip.Addr) bool {
+	return !addr.IsMulticast() && addr != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 func parseVersion(v string) (major, minor int, ok bool) {

@@ -46,7 +46,7 @@ type gatewayError struct {
 }
 
 func (e *gatewayError) Error() string {
-	s := fmt.Sprintf("%s%s: %s (HTTP %d, code %d)", e.endpoint, e.path, e.message, e.status, e.code)
+	s := fmt.Sprintf("%s%s: %s (HTTP %d, code %d)", e.endpoint, e.path, Clip(e.message), e.status, e.code)
 	if e.status == http.StatusNotFound {
 		s += "; the agent adds members through etcd's gRPC JSON gateway: is it off (--enable-grpc-gateway=false)?"
 	}
@@ -109,7 +109,7 @@ func (g gateway) parseMembers(path string, gms []gwMember) ([]peerMember, error)
 	for _, gm := range gms {
 		id, err := strconv.ParseUint(gm.ID, 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("%s%s: member ID %q: %w", g.endpoint, path, gm.ID, err)
+			return nil, fmt.Errorf("%s%s: member ID %s: %w", g.endpoint, path, Quote(gm.ID), err)
 		}
 		m := peerMember{ID: id, Name: gm.Name, PeerURLs: gm.PeerURLs, ClientURLs: gm.ClientURLs}
 		if err := m.validate(); err != nil {
@@ -152,7 +152,7 @@ func (g gateway) add(ctx context.Context, peerURL string) (uint64, []peerMember,
 	}
 	id, err := strconv.ParseUint(r.Member.ID, 10, 64)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s%s: new member ID %q: %w", g.endpoint, path, r.Member.ID, err)
+		return 0, nil, fmt.Errorf("%s%s: new member ID %s: %w", g.endpoint, path, Quote(r.Member.ID), err)
 	}
 	ms, err := g.parseMembers(path, r.Members)
 	if err != nil {

@@ -115,7 +115,7 @@ func fetchMembers(ctx context.Context, client *http.Client, peer string) ([]peer
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s/members: %s", peer, resp.Status)
+		return nil, fmt.Errorf("%s/members: %s", peer, Clip(resp.Status))
 	}
 	var ms []peerMember
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ms); err != nil {

@@ -167,7 +167,7 @@ func (r *rendezvous) wait(ctx context.Context, size int, known map[string]regist
 		name := ev.Node.Name()
 		if ev.Deleted() {
 			delete(known, name)
-			r.log.Info("member left the token", "key", name, "have", len(known), "want", size)
+			r.log.Info("member left the token", "key", Clip(name), "have", len(known), "want", size)
 		} else {
 			prev, ok := known[name]
 			if ok {
@@ -175,7 +175,7 @@ func (r *rendezvous) wait(ctx context.Context, size int, known map[string]regist
 			}
 			known[name] = ev.Node
 			if !ok {
-				r.log.Info("member registered", "key", name, "value", ev.Node.Value, "have", len(known), "want", size)
+				r.log.Info("member registered", "key", Clip(name), "value", Clip(ev.Node.Value), "have", len(known), "want", size)
 			}
 		}
 		have.Store(int64(len(known)))
@@ -280,18 +280,18 @@ func (r *rendezvous) checkNames(nodes []registry.Node) (selfLater bool, err erro
 		}
 		switch r.key {
 		case n.Name():
-			return true, fmt.Errorf("%w: name %q is already registered by another host (key %s, %q); choose another --name, or delete that key if it is stale", ErrConflict, name, earlier.Name(), earlier.Value)
+			return true, fmt.Errorf("%w: name %q is already registered by another host (key %s, %s); choose another --name, or delete that key if it is stale", ErrConflict, name, Quote(earlier.Name()), Quote(earlier.Value))
 		case earlier.Name():
-			return false, fmt.Errorf("%w: another host registered this host's name %q after it (key %s, %q); give that host another --name", ErrConflict, name, n.Name(), n.Value)
+			return false, fmt.Errorf("%w: another host registered this host's name %q after it (key %s, %s); give that host another --name", ErrConflict, name, Quote(n.Name()), Quote(n.Value))
 		}
-		return false, fmt.Errorf("%w: name %q is registered twice, under keys %s and %s; remove the stale entry or use a new token", ErrConflict, name, earlier.Name(), n.Name())
+		return false, fmt.Errorf("%w: name %q is registered twice, under keys %s and %s; remove the stale entry or use a new token", ErrConflict, name, Quote(earlier.Name()), Quote(n.Name()))
 	}
 	return false, nil
 }
 
 func (r *rendezvous) keyConflict(n registry.Node) error {
-	return fmt.Errorf("%w: key %s (the member ID of peer URLs %s on this token) already holds %q, not %q; another host claims these peer URLs, or this host changed its name",
-		ErrConflict, r.key, strings.Join(r.self.PeerURLs, ","), n.Value, r.self.RegistryValue())
+	return fmt.Errorf("%w: key %s (the member ID of peer URLs %s on this token) already holds %s, not %q; another host claims these peer URLs, or this host changed its name",
+		ErrConflict, r.key, strings.Join(r.self.PeerURLs, ","), Quote(n.Value), r.self.RegistryValue())
 }
 
 // classify wraps registry errors into the run's outcomes.
@@ -365,13 +365,13 @@ func membersOf(nodes []registry.Node) ([]Member, error) {
 	for _, n := range nodes {
 		ms, err := ParseCluster(n.Value)
 		if err != nil {
-			return nil, fmt.Errorf("%w: registry key %s holds %q: %w; delete that key or use a new token", ErrRegistryData, n.Key, n.Value, err)
+			return nil, fmt.Errorf("%w: registry key %s holds %s: %w; delete that key or use a new token", ErrRegistryData, Quote(n.Key), Quote(n.Value), err)
 		}
 		if len(ms) != 1 {
-			return nil, fmt.Errorf("%w: registry key %s holds %d members (%q), want one", ErrRegistryData, n.Key, len(ms), n.Value)
+			return nil, fmt.Errorf("%w: registry key %s holds %d members (%s), want one", ErrRegistryData, Quote(n.Key), len(ms), Quote(n.Value))
 		}
 		if other, dup := names[ms[0].Name]; dup {
-			return nil, fmt.Errorf("%w: name %q is registered twice, under keys %s and %s; remove the stale entry or use a new token", ErrConflict, ms[0].Name, other, n.Key)
+			return nil, fmt.Errorf("%w: name %q is registered twice, under keys %s and %s; remove the stale entry or use a new token", ErrConflict, ms[0].Name, Quote(other), Quote(n.Key))
 		}
 		names[ms[0].Name] = n.Key
 		all = append(all, n.Value)

@@ -10,8 +10,11 @@ import (
 	"os/exec"
 	"regexp"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/pflag"
 
@@ -66,6 +69,9 @@ Run 'etcd-discovery-agent COMMAND --help' for a command's flags.
 
 type lookupEnv func(string) (string, bool)
 
+// commands are the first words run knows besides help.
+var commands = []string{"bootstrap", "token", "withdraw", "address", "lookup", "version"}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -75,14 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env looku
 	case "bootstrap":
 		return runBootstrap(ctx, args[1:], stdout, stderr, env)
 	case "token":
-		if len(args) > 1 && args[1] == "new" {
-			return runTokenNew(ctx, args[2:], stdout, stderr, env)
-		}
-		if len(args) > 1 && args[1] == "show" {
-			return runTokenShow(ctx, args[2:], stdout, stderr, env)
-		}
-		fmt.Fprint(stderr, "usage: etcd-discovery-agent token new|show ...\n")
-		return exitUsage
+		return runToken(ctx, args[1:], stdout, stderr, env)
 	case "address":
 		return runAddress(args[1:], stdout, stderr, env)
 	case "withdraw":
@@ -90,13 +89,68 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env looku
 	case "lookup":
 		return runLookup(ctx, args[1:], stdout, stderr, env)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "etcd-discovery-agent", versionString())
-		return exitOK
+		return runVersion(args[1:], stdout, stderr, env)
 	case "help", "-h", "--help":
+		return runHelp(ctx, args[1:], stdout, stderr, env)
+	}
+	return usageError(stderr, "", "unknown command (%s): run 'etcd-discovery-agent --help' for the commands", agent.Quote(args[0]))
+}
+
+// runHelp prints the usage, or with a command, that command's --help.
+func runHelp(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
+	switch {
+	case len(args) == 0, len(args) == 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help"):
 		fmt.Fprint(stdout, usage)
 		return exitOK
+	case slices.Contains(commands, args[0]):
+		return run(ctx, append(slices.Clone(args), "--help"), stdout, stderr, env)
 	}
-	fmt.Fprintf(stderr, "etcd-discovery-agent: unknown command %q\n\n%s", args[0], usage)
+	return usageError(stderr, "help", "unknown command (%s): run 'etcd-discovery-agent --help' for the commands", agent.Quote(args[0]))
+}
+
+const tokenUsage = `Usage:
+  etcd-discovery-agent token new [flags]     create a discovery token, print its URL
+  etcd-discovery-agent token show URL        show a token's size and registrations
+
+Run 'etcd-discovery-agent token new --help' for its flags.
+`
+
+func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
+	if len(args) == 0 {
+		return usageError(stderr, "token", "subcommand missing: use 'token new' or 'token show'")
+	}
+	switch args[0] {
+	case "new":
+		return runTokenNew(ctx, args[1:], stdout, stderr, env)
+	case "show":
+		return runTokenShow(ctx, args[1:], stdout, stderr, env)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, tokenUsage)
+		return exitOK
+	}
+	return usageError(stderr, "token", "unknown subcommand (%s): use 'token new' or 'token show'", agent.Quote(args[0]))
+}
+
+func runVersion(args []string, stdout, stderr io.Writer, env lookupEnv) int {
+	fs := newFlagSet("version", "version")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: etcd-discovery-agent version\n\nPrints the version of etcd-discovery-agent.\n")
+	}
+	if code := parseFlags(fs, args, stdout, stderr, env); code >= 0 {
+		return code
+	}
+	fmt.Fprintln(stdout, "etcd-discovery-agent", versionString())
+	return exitOK
+}
+
+// usageError prints one line, "etcd-discovery-agent CMD: what is wrong
+// (the input): what to do", and returns exitUsage.
+func usageError(stderr io.Writer, cmd, format string, a ...any) int {
+	prefix := "etcd-discovery-agent"
+	if cmd != "" {
+		prefix += " " + cmd
+	}
+	fmt.Fprintf(stderr, "%s: %s\n", prefix, fmt.Sprintf(format, a...))
 	return exitUsage
 }
 
@@ -110,20 +164,40 @@ func versionString() string {
 	return "(devel)"
 }
 
-// parseFlags parses args, then fills every flag not given on the command
-// line from its environment variable. It returns the exit code to use when
-// the caller must stop (help or error), or -1 to go on.
+// parseFlags parses args, flags only, then fills every flag not given on
+// the command line from its environment variable. It returns the exit code
+// to use when the caller must stop (help or error), or -1 to go on.
 func parseFlags(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer, env lookupEnv) int {
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return exitOK
+	return parseCommand(fs, args, nil, stdout, stderr, env)
+}
+
+// parseCommand is parseFlags for a command that takes exactly the
+// arguments named in operands besides its flags. --help (or -h) prints the
+// usage once, on stdout; every error is one line on stderr.
+func parseCommand(fs *pflag.FlagSet, args, operands []string, stdout, stderr io.Writer, env lookupEnv) int {
+	cmd := fs.Name()
+	// pflag prints the usage itself when it meets --help; it is printed
+	// here instead, once, to stdout.
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, pflag.ErrHelp):
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return exitOK
+	case err != nil:
+		return usageError(stderr, cmd, "%s", flagError(err, cmd))
+	case fs.NArg() > len(operands):
+		takes := "no arguments"
+		if len(operands) > 0 {
+			takes = "only " + strings.Join(operands, " ")
 		}
-		return exitUsage
+		return usageError(stderr, cmd, "unexpected argument (%s): %s takes %s; run 'etcd-discovery-agent %s --help'",
+			agent.Quote(fs.Arg(len(operands))), cmd, takes, cmd)
+	case fs.NArg() < len(operands):
+		return usageError(stderr, cmd, "%s missing: run it as 'etcd-discovery-agent %s %s'", operands[fs.NArg()], cmd, strings.Join(operands, " "))
 	}
-	var bad []string
+	bad := 0
 	fs.VisitAll(func(f *pflag.Flag) {
 		if f.Changed {
 			return
@@ -131,15 +205,66 @@ func parseFlags(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer, env 
 		name := envName(f.Name)
 		if v, ok := env(name); ok {
 			if err := fs.Set(f.Name, v); err != nil {
-				bad = append(bad, fmt.Sprintf("%s=%q: %v", name, v, err))
+				what, hint := valueProblem(f, err)
+				usageError(stderr, cmd, "%s %s (%s): %s, or unset %s", name, what, agent.Quote(v), hint, name)
+				bad++
 			}
 		}
 	})
-	if len(bad) > 0 {
-		fmt.Fprintf(stderr, "invalid environment: %s\n", strings.Join(bad, "; "))
+	if bad > 0 {
 		return exitUsage
 	}
 	return -1
+}
+
+// flagError says what is wrong with the command line, naming the input.
+func flagError(err error, cmd string) string {
+	flags := fmt.Sprintf("run 'etcd-discovery-agent %s --help' for the flags", cmd)
+	var (
+		invalid  *pflag.InvalidValueError
+		required *pflag.ValueRequiredError
+		unknown  *pflag.NotExistError
+		syntax   *pflag.InvalidSyntaxError
+	)
+	switch {
+	case errors.As(err, &invalid):
+		what, hint := valueProblem(invalid.GetFlag(), err)
+		return fmt.Sprintf("--%s %s (%s): %s", invalid.GetFlag().Name, what, agent.Quote(invalid.GetValue()), hint)
+	case errors.As(err, &required):
+		name := "--" + required.GetSpecifiedName()
+		if required.GetSpecifiedShortnames() != "" {
+			name = "-" + required.GetSpecifiedName()
+		}
+		return fmt.Sprintf("flag needs a value (%s): give it as %s VALUE or %s=VALUE", agent.Quote(name), name, name)
+	case errors.As(err, &unknown):
+		name := "--" + unknown.GetSpecifiedName()
+		if unknown.GetSpecifiedShortnames() != "" {
+			name = "-" + unknown.GetSpecifiedName()
+		}
+		return fmt.Sprintf("unknown flag (%s): %s", agent.Quote(name), flags)
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("bad flag syntax (%s): write --name VALUE or --name=VALUE; %s", agent.Quote(syntax.GetSpecifiedFlag()), flags)
+	}
+	return fmt.Sprintf("%s: %s", printable(err.Error()), flags)
+}
+
+// valueProblem says why a value does not fit flag f, and what fits.
+func valueProblem(f *pflag.Flag, err error) (what, hint string) {
+	switch f.Value.Type() {
+	case "int":
+		hint = "give digits only"
+		if f.DefValue != "0" {
+			hint += ", such as " + f.DefValue
+		}
+		return "is not a whole number", hint
+	case "duration":
+		return "is not a duration", "give a number with a unit, such as 500ms, 30s or 10m"
+	case "bool":
+		return "is not a boolean", "give true or false"
+	case "stringSlice":
+		return "is not a comma-separated list", "separate the values with commas, unquoted"
+	}
+	return "is not valid", printable(err.Error())
 }
 
 func envName(flag string) string {
@@ -150,7 +275,11 @@ func newFlagSet(name, synopsis string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: etcd-discovery-agent %s\n\nFlags (each also settable as %sFLAG_NAME):\n%s\n%s", synopsis, envPrefix, fs.FlagUsages(), exitCodesHelp())
+		fmt.Fprintf(fs.Output(), "Usage: etcd-discovery-agent %s\n\n", synopsis)
+		if fs.HasFlags() {
+			fmt.Fprintf(fs.Output(), "Flags (each also settable as %sFLAG_NAME):\n%s\n", envPrefix, fs.FlagUsages())
+		}
+		fmt.Fprint(fs.Output(), exitCodesHelp())
 	}
 	return fs
 }
@@ -164,7 +293,7 @@ func exitCodesHelp() string {
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+		return nil, fmt.Errorf("--log-level is not a level (%s): use debug, info, warn or error", agent.Quote(level))
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
@@ -208,18 +337,19 @@ func runBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if code := parseFlags(fs, args, stdout, stderr, env); code >= 0 {
 		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "bootstrap: unexpected arguments %q\n", fs.Args())
-		return exitUsage
-	}
 	log, err := newLogger(stderr, logLevel)
 	if err != nil {
-		fmt.Fprintln(stderr, "bootstrap:", err)
-		return exitUsage
+		return usageError(stderr, "bootstrap", "%v", err)
 	}
 	cfg.OnFull = agent.OnFull(onFull)
 	if cfg.OnFull == agent.OnFullProxy {
-		cfg.EtcdVersion = etcdVersion(ctx, etcdBinary)
+		if cfg.EtcdVersion, err = etcdVersion(ctx, etcdBinary); err != nil {
+			if ctx.Err() != nil {
+				return fail(stderr, log, "bootstrap", ctx.Err())
+			}
+			return usageError(stderr, "bootstrap", "--etcd-binary gave no etcd version (%s: %s): --on-full=proxy needs it; give the path of the etcd this host runs",
+				agent.Quote(etcdBinary), printable(err.Error()))
+		}
 	}
 	res, err := agent.Bootstrap(ctx, cfg, versionString(), log)
 	if err != nil {
@@ -241,18 +371,18 @@ func addDNSFlags(fs *pflag.FlagSet, d *agent.DNSConfig) {
 
 var etcdVersionRE = regexp.MustCompile(`etcd Version: (\d+\.\d+\.\d+)`)
 
-// etcdVersion asks the local etcd binary for its version; "" if unknown.
-func etcdVersion(ctx context.Context, bin string) string {
+// etcdVersion asks the local etcd binary for its version.
+func etcdVersion(ctx context.Context, bin string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, "--version").Output()
 	if err != nil {
-		return ""
+		return "", err
 	}
 	if m := etcdVersionRE.FindSubmatch(out); m != nil {
-		return string(m[1])
+		return string(m[1]), nil
 	}
-	return ""
+	return "", errors.New("its --version printed no 'etcd Version:' line")
 }
 
 // fail logs err once and maps it to its exit code.
@@ -277,7 +407,7 @@ func fail(stderr io.Writer, log *slog.Logger, cmd string, err error) int {
 	if log != nil {
 		log.Error(cmd+" failed", "err", err, "exit_code", code)
 	} else {
-		fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
+		fmt.Fprintf(stderr, "etcd-discovery-agent %s: %s\n", cmd, printable(err.Error()))
 	}
 	return code
 }
@@ -328,12 +458,8 @@ func runTokenNew(ctx context.Context, args []string, stdout, stderr io.Writer, e
 
 func runTokenShow(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
 	fs := newFlagSet("token show", "token show URL")
-	if code := parseFlags(fs, args, stdout, stderr, env); code >= 0 {
+	if code := parseCommand(fs, args, []string{"URL"}, stdout, stderr, env); code >= 0 {
 		return code
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: etcd-discovery-agent token show URL")
-		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -341,8 +467,18 @@ func runTokenShow(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if err != nil {
 		return fail(stderr, nil, "token show", err)
 	}
-	fmt.Fprintf(stdout, "token: %s\nsize:  %d\nregistered: %d\n", info.URL, info.Size, len(info.Entries))
-	bad := 0
+	if bad := printToken(stdout, info); bad > 0 {
+		return exitRegistryData
+	}
+	return exitOK
+}
+
+// printToken prints a token's size and its registrations, one line each,
+// and returns how many are malformed. Keys, values and problems are
+// registry data: they are escaped and bounded (agent.Quote), so no key or
+// value can add a line, move the cursor or flood the terminal.
+func printToken(w io.Writer, info *agent.TokenInfo) (bad int) {
+	fmt.Fprintf(w, "token: %s\nsize:  %d\nregistered: %d\n", printable(info.URL), info.Size, len(info.Entries))
 	for i, e := range info.Entries {
 		mark := "member"
 		if !e.InCluster {
@@ -350,15 +486,23 @@ func runTokenShow(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		}
 		if e.Problem != "" {
 			bad++
-			mark += ", MALFORMED: " + e.Problem
+			mark += ", MALFORMED: " + printable(e.Problem)
 		}
-		fmt.Fprintf(stdout, "%3d  %-16s  %-40q  index=%d  %s\n", i+1, e.Key, e.Value, e.CreatedIndex, mark)
+		fmt.Fprintf(w, "%3d  %-18s  %-42s  index=%d  %s\n", i+1, agent.Quote(e.Key), agent.Quote(e.Value), e.CreatedIndex, mark)
 	}
 	if bad > 0 {
-		fmt.Fprintf(stdout, "%d malformed registration(s)\n", bad)
-		return exitRegistryData
+		fmt.Fprintf(w, "%d malformed registration(s)\n", bad)
 	}
-	return exitOK
+	return bad
+}
+
+// printable returns s as it is when it is UTF-8 made of printable
+// characters and at most agent.QuoteMax bytes, else agent.Quote(s).
+func printable(s string) string {
+	if len(s) > agent.QuoteMax || !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) {
+		return agent.Quote(s)
+	}
+	return s
 }
 
 func runAddress(args []string, stdout, stderr io.Writer, env lookupEnv) int {

@@ -69,12 +69,9 @@ func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return code
 	}
 	usageErr := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "lookup: "+format+"\n", a...)
-		return exitUsage
+		return usageError(stderr, "lookup", format, a...)
 	}
 	switch {
-	case fs.NArg() > 0:
-		return usageErr("unexpected arguments %q", fs.Args())
 	case domain == "":
 		return usageErr("--srv-domain is required")
 	case scheme != "" && scheme != "http" && scheme != "https":
