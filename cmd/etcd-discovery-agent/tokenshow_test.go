@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent"
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
+)
+
+// maxTokenLine bounds a line of token show: the number, the key, the value
+// and the problem, each at most agent.QuoteMax, and the words around them.
+const maxTokenLine = 3*agent.QuoteMax + 100
+
+// checkTokenOutput asserts what token show promises whatever the registry
+// holds: UTF-8 without control characters but newlines, made only of
+// printable characters, no line longer than maxTokenLine, and one line per
+// registration after the three header lines (then the malformed count).
+func checkTokenOutput(t *testing.T, out string, info *agent.TokenInfo, bad int) {
+	t.Helper()
+	if !utf8.ValidString(out) {
+		t.Fatalf("output is not UTF-8: %q", out)
+	}
+	for _, r := range out {
+		if r != '\n' && !unicode.IsPrint(r) {
+			t.Fatalf("output holds %U:\n%q", r, out)
+		}
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	want := 3 + len(info.Entries)
+	if bad > 0 {
+		want++
+	}
+	if len(lines) != want || !strings.HasSuffix(out, "\n") {
+		t.Fatalf("%d lines for %d registrations (%d malformed); want %d:\n%s", len(lines), len(info.Entries), bad, want, out)
+	}
+	for _, l := range lines {
+		if len(l) > maxTokenLine {
+			t.Fatalf("a line of %d bytes; want at most %d", len(l), maxTokenLine)
+		}
+	}
+}
+
+func TestPrintToken(t *testing.T) {
+	info := &agent.TokenInfo{URL: "http://10.0.0.1:2379/v2/keys/discovery/abc", Size: 1, Entries: []agent.TokenEntry{
+		{Key: "8e9e05c52164694d", Value: "infra1=http://10.0.0.1:2380", CreatedIndex: 7, InCluster: true},
+		{Key: "\x1b[2J\x1b[H", Value: "evil=http://10.0.0.9:2380\nregistered: 0", CreatedIndex: 8, Problem: "bad\rline"},
+		{Key: "big", Value: strings.Repeat("x", 1<<20), CreatedIndex: 9, Problem: strings.Repeat("p", 1<<20)},
+	}}
+	var out bytes.Buffer
+	bad := printToken(&out, info)
+	if bad != 2 {
+		t.Errorf("printToken counted %d malformed; want 2", bad)
+	}
+	checkTokenOutput(t, out.String(), info, bad)
+	for _, want := range []string{
+		"token: http://10.0.0.1:2379/v2/keys/discovery/abc\nsize:  1\nregistered: 3\n",
+		`  1  "8e9e05c52164694d"  "infra1=http://10.0.0.1:2380"               index=7  member` + "\n",
+		`  2  "\x1b[2J\x1b[H"`,
+		`"evil=http://10.0.0.9:2380\nregistered: 0"`,
+		`extra (beyond size), MALFORMED: "bad\rline"`,
+		`"... (1048576 bytes)  index=9`,
+		"2 malformed registration(s)\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// FuzzPrintToken: whatever bytes a registry's keys, values and the problems
+// found in them hold, token show prints one safe, bounded line per entry.
+func FuzzPrintToken(f *testing.F) {
+	f.Add("8e9e05c52164694d", "infra1=http://10.0.0.1:2380", "", 3, uint64(7), true)
+	f.Add("\x1b[2J", "a=http://10.0.0.1:2380\nregistered: 0", "bad\r\nline", 1, uint64(1<<63), false)
+	f.Add("\xff\xfe", "\u202egnp.exe", "\x00\x07\x08\u2028", -1, uint64(0), true)
+	f.Add(strings.Repeat("k\x01", 300), strings.Repeat("é", 400), strings.Repeat("\x9b", 500), 0, uint64(1), false)
+	f.Fuzz(func(t *testing.T, key, value, problem string, size int, index uint64, inCluster bool) {
+		info := &agent.TokenInfo{URL: "http://127.0.0.1:2379/v2/keys/discovery/" + key, Size: size, Entries: []agent.TokenEntry{
+			{Key: key, Value: value, CreatedIndex: index, Problem: problem, InCluster: inCluster},
+			{Key: value, Value: key, CreatedIndex: index + 1, Problem: key},
+			{Key: "8e9e05c52164694d", Value: "infra1=http://10.0.0.1:2380", CreatedIndex: 1, InCluster: true},
+		}}
+		var out bytes.Buffer
+		bad := printToken(&out, info)
+		want := 0
+		for _, e := range info.Entries {
+			if e.Problem != "" {
+				want++
+			}
+		}
+		if bad != want {
+			t.Fatalf("printToken counted %d malformed; want %d", bad, want)
+		}
+		checkTokenOutput(t, out.String(), info, bad)
+	})
+}
+
+// token show on a real registry holding keys and values a misbehaving host
+// wrote: escape sequences and newlines are shown escaped, a huge value is
+// cut, and the exit code says the token holds malformed entries.
+func TestTokenShowEscapesRegistryData(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd")
+	}
+	registry, _ := testenv.Registry(t)
+	discovery := newToken(t, registry, 2)
+	putRaw(t, discovery, "8e9e05c52164694d", "infra1=http://127.0.0.1:2380")
+	putRaw(t, discovery, url.PathEscape("\x1b[2J\x1b[Hforged"), "x=http://127.0.0.9:2380")
+	putRaw(t, discovery, "newline", "evil=http://127.0.0.9:2380\nregistered: 0")
+	putRaw(t, discovery, "huge", strings.Repeat("v", 1<<20))
+
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code := run(ctx, []string{"token", "show", discovery}, &stdout, &stderr, noEnv)
+	if code != exitRegistryData {
+		t.Fatalf("exit %d; want %d (malformed entries)\nstdout: %s\nstderr: %s", code, exitRegistryData, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	info, err := agent.ShowToken(ctx, discovery)
+	testenv.Must(t, err, "read token")
+	checkTokenOutput(t, out, info, 2)
+	for _, want := range []string{
+		"size:  2\nregistered: 4\n",
+		`"infra1=http://127.0.0.1:2380"`,
+		`"\x1b[2J\x1b[Hforged"`,
+		`"evil=http://127.0.0.9:2380\nregistered: 0"`,
+		`"... (1048576 bytes)`,
+		"2 malformed registration(s)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("token show lacks %q:\n%s", want, out)
+		}
+	}
+	if stderr.Len() > 0 {
+		t.Errorf("stderr: %s", stderr.String())
+	}
+}
+
+// A registry value of 1 MB that bootstrap refuses is named in its one log
+// line, escaped and cut, not echoed whole (it once made a 4 MB line).
+func TestHugeRegistryValueIsCutInTheLog(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd")
+	}
+	registry, _ := testenv.Registry(t)
+	discovery := newToken(t, registry, 2)
+	putRaw(t, discovery, "badc0ffee", "evil=http://127.0.0.9:2380/\x1b[2J"+strings.Repeat("x", 1<<20))
+	h := testenv.Hosts(t, "q", 1)[0]
+
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	code := run(ctx, testenv.AgentArgs(h, discovery, "--timeout", "30s"), &stdout, &stderr, noEnv)
+	if code != exitRegistryData {
+		t.Fatalf("exit %d; want %d\nstderr: %.3000s", code, exitRegistryData, stderr.String())
+	}
+	var failed string
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		if strings.Contains(l, "level=ERROR") {
+			failed = l
+		}
+		if len(l) > 4096 {
+			t.Errorf("a log line of %d bytes: %.300s...", len(l), l)
+		}
+	}
+	for _, want := range []string{"badc0ffee", `\\x1b[2J`, "... (1048607 bytes)"} {
+		if !strings.Contains(failed, want) {
+			t.Errorf("the error lacks %q: %s", want, failed)
+		}
+	}
+	if _, err := os.Stat(h.EnvFile()); !os.IsNotExist(err) {
+		t.Errorf("env file written (stat: %v)", err)
+	}
+}
