@@ -407,7 +407,7 @@ func fail(stderr io.Writer, log *slog.Logger, cmd string, err error) int {
 	if log != nil {
 		log.Error(cmd+" failed", "err", err, "exit_code", code)
 	} else {
-		fmt.Fprintf(stderr, "etcd-discovery-agent %s: %s\n", cmd, printable(err.Error()))
+		fmt.Fprintf(stderr, "etcd-discovery-agent %s: %s\n", cmd, errorText(err))
 	}
 	return code
 }
@@ -498,11 +498,29 @@ func printToken(w io.Writer, info *agent.TokenInfo) (bad int) {
 
 // printable returns s as it is when it is UTF-8 made of printable
 // characters and at most agent.QuoteMax bytes, else agent.Quote(s).
-func printable(s string) string {
-	if len(s) > agent.QuoteMax || !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) {
+func printable(s string) string { return printableN(s, agent.QuoteMax) }
+
+func printableN(s string, max int) string {
+	if len(s) > max || !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) {
 		return agent.Quote(s)
 	}
 	return s
+}
+
+// maxErrorLine bounds a line of an error message printed as it is. The
+// agent's messages quote and cut what they cite (agent.Quote); a longer
+// line is cited data that was not.
+const maxErrorLine = 4096
+
+// errorText renders err on one line: its lines (errors.Join makes several)
+// joined by "; ", each printed as it is when printable and not too long,
+// else quoted and cut.
+func errorText(err error) string {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		lines[i] = printableN(l, maxErrorLine)
+	}
+	return strings.Join(lines, "; ")
 }
 
 func runAddress(args []string, stdout, stderr io.Writer, env lookupEnv) int {

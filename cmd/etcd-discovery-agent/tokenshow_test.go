@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/url"
 	"os"
 	"strings"
@@ -179,5 +180,22 @@ func TestHugeRegistryValueIsCutInTheLog(t *testing.T) {
 	}
 	if _, err := os.Stat(h.EnvFile()); !os.IsNotExist(err) {
 		t.Errorf("env file written (stat: %v)", err)
+	}
+}
+
+// Errors printed without a log are one line, escaped, and bounded.
+func TestErrorText(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{errors.New(`configuration: --size 0: a cluster needs at least one member`), `configuration: --size 0: a cluster needs at least one member`},
+		{errors.Join(errors.New("http://127.0.0.1:1: refused"), errors.New("the endpoint has no v2 keys API")), "http://127.0.0.1:1: refused; the endpoint has no v2 keys API"},
+		{errors.New("registry answered 400: \x1b[2Jforged"), `"registry answered 400: \x1b[2Jforged"`},
+		{errors.New("size holds " + strings.Repeat("9", 5000)), `"size holds ` + strings.Repeat("9", agent.QuoteShown-len("size holds ")) + `"... (5011 bytes)`},
+	} {
+		if got := errorText(tc.err); got != tc.want {
+			t.Errorf("errorText(%q) = %q; want %q", tc.err, got, tc.want)
+		}
 	}
 }
