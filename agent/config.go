@@ -238,11 +238,11 @@ func (c *Config) Validate() error {
 	}
 	switch {
 	case c.Discovery != "" && c.DiscoverySRV != "":
-		add(fieldErr("Discovery", "give a discovery URL or an SRV domain (DiscoverySRV), not both"))
+		add(fieldErr("Discovery", "give a discovery URL or an SRV domain to form the cluster from, not both"))
 	case c.DiscoverySRV != "":
 		add(c.validateSRV())
 	case c.Discovery == "":
-		add(fieldErr("Discovery", "required: a discovery URL (make one with 'etcd-discovery-agent token new'), or an SRV domain (DiscoverySRV)"))
+		add(fieldErr("Discovery", "required: a discovery URL (make one with 'etcd-discovery-agent token new'), or an SRV domain to form the cluster from"))
 	default:
 		if err := CheckDiscoveryURL(c.Discovery); err != nil {
 			add(&FieldError{Field: "Discovery", Err: err})

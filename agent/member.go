@@ -75,7 +75,7 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 // starting with a letter or digit.
 func ValidateName(name string) error {
 	if !nameRE.MatchString(name) {
-		return fmt.Errorf("%w: name %q: use 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalidMember, name)
+		return fmt.Errorf("%w: name %s: use 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalidMember, Quote(name))
 	}
 	return nil
 }
@@ -90,30 +90,30 @@ var hostnameRE = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9]
 func ValidateURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("%w: URL %q: %v", ErrInvalidMember, raw, err)
+		return fmt.Errorf("%w: URL %s: %s", ErrInvalidMember, Quote(raw), Clip(err.Error()))
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%w: URL %q: scheme must be http or https", ErrInvalidMember, raw)
+		return fmt.Errorf("%w: URL %s: scheme must be http or https", ErrInvalidMember, Quote(raw))
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" || u.Path != "" || u.ForceQuery {
-		return fmt.Errorf("%w: URL %q: only scheme://host:port is allowed", ErrInvalidMember, raw)
+		return fmt.Errorf("%w: URL %s: only scheme://host:port is allowed", ErrInvalidMember, Quote(raw))
 	}
 	host, port, err := net.SplitHostPort(u.Host)
 	if err != nil {
-		return fmt.Errorf("%w: URL %q: host must carry a port: %v", ErrInvalidMember, raw, err)
+		return fmt.Errorf("%w: URL %s: host must carry a port: %s", ErrInvalidMember, Quote(raw), Clip(err.Error()))
 	}
 	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 || port != strconv.FormatUint(p, 10) {
-		return fmt.Errorf("%w: URL %q: port %q is not a number from 1 to 65535", ErrInvalidMember, raw, port)
+		return fmt.Errorf("%w: URL %s: port %s is not a number from 1 to 65535", ErrInvalidMember, Quote(raw), Quote(port))
 	}
 	if addr, err := netip.ParseAddr(host); err == nil {
 		if addr.Zone() != "" || addr.String() != host {
-			return fmt.Errorf("%w: URL %q: IP address must be in canonical form without a zone (%s)", ErrInvalidMember, raw, addr.WithZone(""))
+			return fmt.Errorf("%w: URL %s: IP address must be in canonical form without a zone (%s)", ErrInvalidMember, Quote(raw), addr.WithZone(""))
 		}
 	} else if !hostnameRE.MatchString(host) || len(host) > 253 {
-		return fmt.Errorf("%w: URL %q: host %q is neither an IP address nor a DNS name", ErrInvalidMember, raw, host)
+		return fmt.Errorf("%w: URL %s: host %s is neither an IP address nor a DNS name", ErrInvalidMember, Quote(raw), Quote(host))
 	}
 	if u.String() != raw {
-		return fmt.Errorf("%w: URL %q is not in canonical form (%q)", ErrInvalidMember, raw, u.String())
+		return fmt.Errorf("%w: URL %s is not in canonical form (%s)", ErrInvalidMember, Quote(raw), Quote(u.String()))
 	}
 	return nil
 }
@@ -133,7 +133,7 @@ func ParseCluster(s string) ([]Member, error) {
 	for pair := range strings.SplitSeq(s, ",") {
 		name, u, ok := strings.Cut(pair, "=")
 		if !ok {
-			return nil, fmt.Errorf("%w: %q is not name=url", ErrInvalidMember, pair)
+			return nil, fmt.Errorf("%w: %s is not name=url", ErrInvalidMember, Quote(pair))
 		}
 		if err := ValidateName(name); err != nil {
 			return nil, err

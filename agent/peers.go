@@ -150,7 +150,7 @@ func (p Peers) fetch(ctx context.Context, c *http.Client, peerURL string) ([]Clu
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s/members: %s", peerURL, resp.Status)
+		return nil, fmt.Errorf("%s/members: %s", peerURL, Clip(resp.Status))
 	}
 	var ms []ClusterMember
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ms); err != nil {

@@ -67,7 +67,8 @@ func (b *bootstrap) withdraw(ctx context.Context, why error) {
 	b.log.Info("withdrew this host's DNS records: the cluster did not form with it", "why", why.Error(), "target", h.Target())
 }
 
-// ValidateWithdraw checks the settings the withdraw command needs.
+// ValidateWithdraw checks the settings the withdraw command needs, the
+// address among them.
 func (c *Config) ValidateWithdraw() error {
 	var errs []error
 	if err := ValidateName(c.Name); err != nil {
@@ -80,7 +81,11 @@ func (c *Config) ValidateWithdraw() error {
 		errs = append(errs, fieldErr("Scheme", "%q must be http or https", c.Scheme))
 	}
 	errs = append(errs, c.DNS.validate(c.Name)...)
-	return configError(errs)
+	if err := configError(errs); err != nil {
+		return err
+	}
+	_, _, err := c.addresses()
+	return err
 }
 
 // Withdraw deletes exactly this host's DNS records through p: the

@@ -183,7 +183,7 @@ func (r *rendezvous) waitFull(ctx context.Context, size int, known map[string]En
 		case err == nil:
 			attempt = 0
 			pos = max(pos, ch.Modified)
-			r.apply(known, ch, len(members), size)
+			r.apply(known, ch)
 			continue
 		case ctx.Err() != nil:
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -226,13 +226,13 @@ func (r *rendezvous) relist(ctx context.Context, old map[string]Entry) (map[stri
 }
 
 // apply records one change of the token.
-func (r *rendezvous) apply(known map[string]Entry, ch Change, have, size int) {
+func (r *rendezvous) apply(known map[string]Entry, ch Change) {
 	prev, ok := known[ch.Key]
 	switch {
 	case ch.Deleted:
 		if ok {
 			delete(known, ch.Key)
-			r.log.Info("registration removed", "removed", ch.Key)
+			r.log.Info("registration removed", "removed", Clip(ch.Key))
 		}
 	case ok:
 		ch.Created = prev.Created // a rewrite keeps its place
@@ -240,7 +240,7 @@ func (r *rendezvous) apply(known map[string]Entry, ch Change, have, size int) {
 	default:
 		known[ch.Key] = ch.Entry
 		if ch.Key != r.key {
-			r.log.Info("member registered", "member", ch.Key, "value", Quote(ch.Value), "have", have+1, "want", size)
+			r.log.Info("registration", "member", Clip(ch.Key), "value", Clip(ch.Value))
 		}
 	}
 }

@@ -54,17 +54,12 @@ func runBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	b := newBinder(fs)
 	bootstrapFlags(b, &cfg, &onFull, &joinAs, &etcdBinary)
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	if code := parseFlags(fs, args, stdout, stderr, env); code >= 0 {
+	if code := parseCommand(fs, args, nil, stdout, stderr, env); code >= 0 {
 		return code
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "etcd-discovery-agent bootstrap: unexpected arguments %q: every setting is a flag\n", fs.Args())
-		return exitUsage
 	}
 	log, err := newLogger(stderr, logLevel)
 	if err != nil {
-		fmt.Fprintln(stderr, "etcd-discovery-agent bootstrap:", err)
-		return exitUsage
+		return usageError(stderr, "bootstrap", "%v", err)
 	}
 	cfg.OnFull, cfg.JoinAs = agent.OnFull(onFull), agent.JoinAs(joinAs)
 	if cfg.OnFull == agent.OnFullProxy {
@@ -182,17 +177,12 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer, en
 	b := newBinder(fs)
 	bootstrapFlags(b, &cfg, &onFull, &joinAs, &etcdBinary)
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	if code := parseFlags(fs, args, stdout, stderr, env); code >= 0 {
+	if code := parseCommand(fs, args, nil, stdout, stderr, env); code >= 0 {
 		return code
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "etcd-discovery-agent promote: unexpected arguments %q: every setting is a flag\n", fs.Args())
-		return exitUsage
 	}
 	log, err := newLogger(stderr, logLevel)
 	if err != nil {
-		fmt.Fprintln(stderr, "etcd-discovery-agent promote:", err)
-		return exitUsage
+		return usageError(stderr, "promote", "%v", err)
 	}
 	cluster, err := cfg.ClusterAuth.Load("ClusterAuth", log)
 	if err != nil {

@@ -8,7 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/pflag"
 
@@ -56,6 +59,9 @@ Run 'etcd-discovery-agent COMMAND --help' for a command's flags.
 
 type lookupEnv func(string) (string, bool)
 
+// commands are the first words run knows besides help.
+var commands = []string{"bootstrap", "promote", "token", "withdraw", "address", "lookup", "version"}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -65,14 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env looku
 	case "bootstrap":
 		return runBootstrap(ctx, args[1:], stdout, stderr, env)
 	case "token":
-		if len(args) > 1 && args[1] == "new" {
-			return runTokenNew(ctx, args[2:], stdout, stderr, env)
-		}
-		if len(args) > 1 && args[1] == "show" {
-			return runTokenShow(ctx, args[2:], stdout, stderr, env)
-		}
-		fmt.Fprint(stderr, "usage: etcd-discovery-agent token new|show ...\n")
-		return exitUsage
+		return runToken(ctx, args[1:], stdout, stderr, env)
 	case "promote":
 		return runPromote(ctx, args[1:], stdout, stderr, env)
 	case "address":
@@ -82,13 +81,68 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env looku
 	case "lookup":
 		return runLookup(ctx, args[1:], stdout, stderr, env)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "etcd-discovery-agent", versionString())
-		return exitOK
+		return runVersion(args[1:], stdout, stderr, env)
 	case "help", "-h", "--help":
+		return runHelp(ctx, args[1:], stdout, stderr, env)
+	}
+	return usageError(stderr, "", "unknown command (%s): run 'etcd-discovery-agent --help' for the commands", agent.Quote(args[0]))
+}
+
+// runHelp prints the usage, or with a command, that command's --help.
+func runHelp(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
+	switch {
+	case len(args) == 0, len(args) == 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help"):
 		fmt.Fprint(stdout, usage)
 		return exitOK
+	case slices.Contains(commands, args[0]):
+		return run(ctx, append(slices.Clone(args), "--help"), stdout, stderr, env)
 	}
-	fmt.Fprintf(stderr, "etcd-discovery-agent: unknown command %q\n\n%s", args[0], usage)
+	return usageError(stderr, "help", "unknown command (%s): run 'etcd-discovery-agent --help' for the commands", agent.Quote(args[0]))
+}
+
+const tokenUsage = `Usage:
+  etcd-discovery-agent token new [flags]     create a discovery token, print its URL
+  etcd-discovery-agent token show URL        show a token's size and registrations
+
+Run 'etcd-discovery-agent token new --help' for its flags.
+`
+
+func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
+	if len(args) == 0 {
+		return usageError(stderr, "token", "subcommand missing: use 'token new' or 'token show'")
+	}
+	switch args[0] {
+	case "new":
+		return runTokenNew(ctx, args[1:], stdout, stderr, env)
+	case "show":
+		return runTokenShow(ctx, args[1:], stdout, stderr, env)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, tokenUsage)
+		return exitOK
+	}
+	return usageError(stderr, "token", "unknown subcommand (%s): use 'token new' or 'token show'", agent.Quote(args[0]))
+}
+
+func runVersion(args []string, stdout, stderr io.Writer, env lookupEnv) int {
+	fs := newFlagSet("version", "version")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: etcd-discovery-agent version\n\nPrints the version of etcd-discovery-agent.\n")
+	}
+	if code := parseFlags(fs, args, stdout, stderr, env); code >= 0 {
+		return code
+	}
+	fmt.Fprintln(stdout, "etcd-discovery-agent", versionString())
+	return exitOK
+}
+
+// usageError prints one line, "etcd-discovery-agent CMD: what is wrong
+// (the input): what to do", and returns exitUsage.
+func usageError(stderr io.Writer, cmd, format string, a ...any) int {
+	prefix := "etcd-discovery-agent"
+	if cmd != "" {
+		prefix += " " + cmd
+	}
+	fmt.Fprintf(stderr, "%s: %s\n", prefix, fmt.Sprintf(format, a...))
 	return exitUsage
 }
 
@@ -102,20 +156,40 @@ func versionString() string {
 	return "(devel)"
 }
 
-// parseFlags parses args, then fills every flag not given on the command
-// line from its environment variable. It returns the exit code to use when
-// the caller must stop (help or error), or -1 to go on.
+// parseFlags parses args, flags only, then fills every flag not given on
+// the command line from its environment variable. It returns the exit code
+// to use when the caller must stop (help or error), or -1 to go on.
 func parseFlags(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer, env lookupEnv) int {
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return exitOK
+	return parseCommand(fs, args, nil, stdout, stderr, env)
+}
+
+// parseCommand is parseFlags for a command that takes exactly the
+// arguments named in operands besides its flags. --help (or -h) prints the
+// usage once, on stdout; every error is one line on stderr.
+func parseCommand(fs *pflag.FlagSet, args, operands []string, stdout, stderr io.Writer, env lookupEnv) int {
+	cmd := fs.Name()
+	// pflag prints the usage itself when it meets --help; it is printed
+	// here instead, once, to stdout.
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, pflag.ErrHelp):
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return exitOK
+	case err != nil:
+		return usageError(stderr, cmd, "%s", flagError(err, cmd))
+	case fs.NArg() > len(operands):
+		takes := "no arguments"
+		if len(operands) > 0 {
+			takes = "only " + strings.Join(operands, " ")
 		}
-		return exitUsage
+		return usageError(stderr, cmd, "unexpected argument (%s): %s takes %s; run 'etcd-discovery-agent %s --help'",
+			agent.Quote(fs.Arg(len(operands))), cmd, takes, cmd)
+	case fs.NArg() < len(operands):
+		return usageError(stderr, cmd, "%s missing: run it as 'etcd-discovery-agent %s %s'", operands[fs.NArg()], cmd, strings.Join(operands, " "))
 	}
-	var bad []string
+	bad := 0
 	fs.VisitAll(func(f *pflag.Flag) {
 		if f.Changed {
 			return
@@ -123,15 +197,66 @@ func parseFlags(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer, env 
 		name := envName(f.Name)
 		if v, ok := env(name); ok {
 			if err := fs.Set(f.Name, v); err != nil {
-				bad = append(bad, fmt.Sprintf("%s=%q: %v", name, v, err))
+				what, hint := valueProblem(f, err)
+				usageError(stderr, cmd, "%s %s (%s): %s, or unset %s", name, what, agent.Quote(v), hint, name)
+				bad++
 			}
 		}
 	})
-	if len(bad) > 0 {
-		fmt.Fprintf(stderr, "invalid environment: %s\n", strings.Join(bad, "; "))
+	if bad > 0 {
 		return exitUsage
 	}
 	return -1
+}
+
+// flagError says what is wrong with the command line, naming the input.
+func flagError(err error, cmd string) string {
+	flags := fmt.Sprintf("run 'etcd-discovery-agent %s --help' for the flags", cmd)
+	var (
+		invalid  *pflag.InvalidValueError
+		required *pflag.ValueRequiredError
+		unknown  *pflag.NotExistError
+		syntax   *pflag.InvalidSyntaxError
+	)
+	switch {
+	case errors.As(err, &invalid):
+		what, hint := valueProblem(invalid.GetFlag(), err)
+		return fmt.Sprintf("--%s %s (%s): %s", invalid.GetFlag().Name, what, agent.Quote(invalid.GetValue()), hint)
+	case errors.As(err, &required):
+		name := "--" + required.GetSpecifiedName()
+		if required.GetSpecifiedShortnames() != "" {
+			name = "-" + required.GetSpecifiedName()
+		}
+		return fmt.Sprintf("flag needs a value (%s): give it as %s VALUE or %s=VALUE", agent.Quote(name), name, name)
+	case errors.As(err, &unknown):
+		name := "--" + unknown.GetSpecifiedName()
+		if unknown.GetSpecifiedShortnames() != "" {
+			name = "-" + unknown.GetSpecifiedName()
+		}
+		return fmt.Sprintf("unknown flag (%s): %s", agent.Quote(name), flags)
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("bad flag syntax (%s): write --name VALUE or --name=VALUE; %s", agent.Quote(syntax.GetSpecifiedFlag()), flags)
+	}
+	return fmt.Sprintf("%s: %s", printable(err.Error()), flags)
+}
+
+// valueProblem says why a value does not fit flag f, and what fits.
+func valueProblem(f *pflag.Flag, err error) (what, hint string) {
+	switch f.Value.Type() {
+	case "int":
+		hint = "give digits only"
+		if f.DefValue != "0" {
+			hint += ", such as " + f.DefValue
+		}
+		return "is not a whole number", hint
+	case "duration":
+		return "is not a duration", "give a number with a unit, such as 500ms, 30s or 10m"
+	case "bool":
+		return "is not a boolean", "give true or false"
+	case "stringSlice":
+		return "is not a comma-separated list", "separate the values with commas, unquoted"
+	}
+	return "is not valid", printable(err.Error())
 }
 
 func envName(flag string) string {
@@ -142,7 +267,11 @@ func newFlagSet(name, synopsis string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: etcd-discovery-agent %s\n\nFlags (each also settable as %sFLAG_NAME):\n%s\n%s", synopsis, envPrefix, fs.FlagUsages(), exitCodesHelp())
+		fmt.Fprintf(fs.Output(), "Usage: etcd-discovery-agent %s\n\n", synopsis)
+		if fs.HasFlags() {
+			fmt.Fprintf(fs.Output(), "Flags (each also settable as %sFLAG_NAME):\n%s\n", envPrefix, fs.FlagUsages())
+		}
+		fmt.Fprint(fs.Output(), exitCodesHelp())
 	}
 	return fs
 }
@@ -156,7 +285,7 @@ func exitCodesHelp() string {
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+		return nil, fmt.Errorf("--log-level is not a level (%s): use debug, info, warn or error", agent.Quote(level))
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
@@ -168,6 +297,33 @@ func shortHostname() string {
 	}
 	h, _, _ = strings.Cut(h, ".")
 	return h
+}
+
+// printable returns s as it is when it is UTF-8 made of printable
+// characters and at most agent.QuoteMax bytes, else agent.Quote(s).
+func printable(s string) string { return printableN(s, agent.QuoteMax) }
+
+func printableN(s string, max int) string {
+	if len(s) > max || !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) {
+		return agent.Quote(s)
+	}
+	return s
+}
+
+// maxErrorLine bounds a line of an error message printed as it is. The
+// agent's messages quote and cut what they cite (agent.Quote); a longer
+// line is cited data that was not.
+const maxErrorLine = 4096
+
+// errorText renders an error message on one line: its lines (errors.Join
+// makes several) joined by "; ", each printed as it is when printable and
+// not too long, else quoted and cut.
+func errorText(msg string) string {
+	lines := strings.Split(msg, "\n")
+	for i, l := range lines {
+		lines[i] = printableN(l, maxErrorLine)
+	}
+	return strings.Join(lines, "; ")
 }
 
 func runAddress(args []string, stdout, stderr io.Writer, env lookupEnv) int {

@@ -85,7 +85,7 @@ func (f flags) fail(stderr io.Writer, log *slog.Logger, cmd string, err error) i
 	if log != nil {
 		log.Error(cmd+" failed", "err", msg, "exit_code", code)
 	} else {
-		fmt.Fprintf(stderr, "etcd-discovery-agent %s: %s\n", cmd, msg)
+		fmt.Fprintf(stderr, "etcd-discovery-agent %s: %s\n", cmd, errorText(msg))
 	}
 	return code
 }

@@ -69,12 +69,9 @@ func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return code
 	}
 	usageErr := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "lookup: "+format+"\n", a...)
-		return exitUsage
+		return usageError(stderr, "lookup", format, a...)
 	}
 	switch {
-	case fs.NArg() > 0:
-		return usageErr("unexpected arguments %q", fs.Args())
 	case domain == "":
 		return usageErr("--srv-domain is required")
 	case scheme != "" && scheme != "http" && scheme != "https":
@@ -103,7 +100,7 @@ func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	case client:
 		urls, err := r.ClientURLs(ctx, domain, srvName, schemes...)
 		if err != nil {
-			fmt.Fprintf(stderr, "lookup: client URLs of %s: %v\n", domain, err)
+			fmt.Fprintf(stderr, "etcd-discovery-agent lookup: client URLs of %s: %v\n", domain, err)
 			return exitFailure
 		}
 		for _, u := range urls {
@@ -112,7 +109,7 @@ func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	case len(advertise) > 0:
 		cluster, err := r.Cluster(ctx, domain, srvName, advertise, self)
 		if err != nil {
-			fmt.Fprintf(stderr, "lookup: %v\n", err)
+			fmt.Fprintf(stderr, "etcd-discovery-agent lookup: %v\n", err)
 			return exitFailure
 		}
 		fmt.Fprintln(stdout, cluster)
@@ -121,7 +118,7 @@ func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		var usable []resolver.Peer
 		for _, p := range peers {
 			if p.Err != nil {
-				fmt.Fprintf(stderr, "lookup: warning: skipped %s, as etcd would: %v\n", p.URL(), p.Err)
+				fmt.Fprintf(stderr, "etcd-discovery-agent lookup: warning: skipped %s, as etcd would: %v\n", p.URL(), p.Err)
 				continue
 			}
 			usable = append(usable, p)
@@ -130,11 +127,11 @@ func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			if err == nil {
 				err = fmt.Errorf("no SRV record of %s resolved", domain)
 			}
-			fmt.Fprintf(stderr, "lookup: SRV discovery for %s: %v\n", domain, err)
+			fmt.Fprintf(stderr, "etcd-discovery-agent lookup: SRV discovery for %s: %v\n", domain, err)
 			return exitFailure
 		}
 		if err != nil && !resolver.IsNotFound(err) {
-			fmt.Fprintf(stderr, "lookup: warning: %v\n", err)
+			fmt.Fprintf(stderr, "etcd-discovery-agent lookup: warning: %v\n", err)
 		}
 		fmt.Fprintln(stdout, initialCluster(usable, placeholders))
 	}

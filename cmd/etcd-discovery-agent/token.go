@@ -21,12 +21,8 @@ func runTokenNew(ctx context.Context, args []string, stdout, stderr io.Writer, e
 	b.int(&size, "Size", "size", 0, "number of members of the new cluster (required, at least 1)")
 	b.str(&prefix, "Prefix", "prefix", "/discovery", "v2 directory under which tokens are made")
 	b.credentials(&creds, "DiscoveryAuth", "discovery", "the registry", true, true)
-	if code := parseFlags(fs, args, stdout, stderr, env); code >= 0 {
+	if code := parseCommand(fs, args, nil, stdout, stderr, env); code >= 0 {
 		return code
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "etcd-discovery-agent token new: unexpected arguments %q: every setting is a flag\n", fs.Args())
-		return exitUsage
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -45,17 +41,12 @@ func runTokenShow(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	fs := newFlagSet("token show", "token show URL")
 	b := newBinder(fs)
 	b.credentials(&creds, "DiscoveryAuth", "discovery", "the registry", true, true)
-	if code := parseFlags(fs, args, stdout, stderr, env); code >= 0 {
+	if code := parseCommand(fs, args, []string{"URL"}, stdout, stderr, env); code >= 0 {
 		return code
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "etcd-discovery-agent token show: give one discovery URL: token show URL")
-		return exitUsage
 	}
 	discovery := fs.Arg(0)
 	if err := agent.CheckDiscoveryURL(discovery); err != nil {
-		fmt.Fprintf(stderr, "etcd-discovery-agent token show: %v\n", err)
-		return exitUsage
+		return usageError(stderr, "token show", "discovery URL %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	reg, err := v2Registry(discovery, creds, log)
@@ -74,10 +65,12 @@ func runTokenShow(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	return exitOK
 }
 
-// printToken prints a token's size and entries, untrusted text quoted, and
-// returns how many entries are not valid members.
+// printToken prints a token's size and its registrations, one line each,
+// and returns how many are not valid members. Keys, values and problems
+// are registry data: they are escaped and bounded (agent.Quote), so no key
+// or value can add a line, move the cursor or flood the terminal.
 func printToken(w io.Writer, info *agent.TokenInfo) (bad int) {
-	fmt.Fprintf(w, "token: %s\nsize:  %d\nregistered: %d\n", agent.Quote(info.Token), info.Size, len(info.Entries))
+	fmt.Fprintf(w, "token: %s\nsize:  %d\nregistered: %d\n", printable(info.Token), info.Size, len(info.Entries))
 	for i, e := range info.Entries {
 		mark := "member"
 		if !e.InCluster {
@@ -85,12 +78,12 @@ func printToken(w io.Writer, info *agent.TokenInfo) (bad int) {
 		}
 		if e.Member == nil {
 			bad++
-			mark = "MALFORMED"
+			mark += ", MALFORMED"
 		}
 		if e.Problem != "" {
-			mark += ": " + agent.Quote(e.Problem)
+			mark += ": " + printable(e.Problem)
 		}
-		fmt.Fprintf(w, "%3d  %-18s  %s  index=%d  %s\n", i+1, agent.Quote(e.Key), agent.Quote(e.Value), e.Created, mark)
+		fmt.Fprintf(w, "%3d  %-18s  %-42s  index=%d  %s\n", i+1, agent.Quote(e.Key), agent.Quote(e.Value), e.Created, mark)
 	}
 	if bad > 0 {
 		fmt.Fprintf(w, "%d malformed registration(s)\n", bad)
@@ -109,12 +102,8 @@ func runWithdraw(ctx context.Context, args []string, stdout, stderr io.Writer, e
 	b.str(&cfg.Scheme, "Scheme", "scheme", "http", "http or https (https means the -ssl services)")
 	b.dns(&cfg.DNS)
 	cfg.DNS.Check = "off"
-	if code := parseFlags(fs, args, stdout, stderr, env); code >= 0 {
+	if code := parseCommand(fs, args, nil, stdout, stderr, env); code >= 0 {
 		return code
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "etcd-discovery-agent withdraw: unexpected arguments %q: every setting is a flag\n", fs.Args())
-		return exitUsage
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	if err := cfg.ValidateWithdraw(); err != nil {
