@@ -116,6 +116,10 @@ func sandboxBootstrapAndReboot(t *testing.T, bin, etcdUnitPath string) {
 			t.Errorf("journalctl -u %s lacks %q:\n%s", agentUnit, want, first)
 		}
 	}
+	// ExecStartPost: promote ran after etcd started and left the voter alone.
+	if log := sb.journal("etcd.service", "nothing to promote"); !strings.Contains(log, "this member is a voter") {
+		t.Errorf("etcd.service's journal does not show promote leaving the voter alone:\n%s", log)
+	}
 	env := sb.etcdEnvFile()
 	wantVars(t, etcdEnvPath, env, map[string]string{
 		"ETCD_NAME":                  memberName,
@@ -248,22 +252,25 @@ func (sb *sandbox) configureAgent(discovery string) {
 // agentLog returns the agent unit's journal of its latest run, waiting
 // (bounded) until it shows until: journald may still be reading the
 // stream when systemctl returns.
-func (sb *sandbox) agentLog(until string) string {
+func (sb *sandbox) agentLog(until string) string { return sb.journal(agentUnit, until) }
+
+// journal returns the log of unit's last run once it shows until.
+func (sb *sandbox) journal(unit, until string) string {
 	sb.t.Helper()
-	id := sb.prop(agentUnit, "InvocationID")
+	id := sb.prop(unit, "InvocationID")
 	if id == "" {
-		sb.t.Fatalf("%s has no InvocationID: it never ran", agentUnit)
+		sb.t.Fatalf("%s has no InvocationID: it never ran", unit)
 	}
 	var log string
 	for i := 0; i < 100; i++ {
 		log, _, _ = sb.exec(10*time.Second, "", "journalctl", "--no-pager", "-o", "cat",
-			"-u", agentUnit, "_SYSTEMD_INVOCATION_ID="+id)
+			"-u", unit, "_SYSTEMD_INVOCATION_ID="+id)
 		if strings.Contains(log, until) {
 			return log
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	sb.t.Fatalf("journalctl -u %s (invocation %s) shows no %q within 5s:\n%s", agentUnit, id, until, log)
+	sb.t.Fatalf("journalctl -u %s (invocation %s) shows no %q within 5s:\n%s", unit, id, until, log)
 	return ""
 }
 

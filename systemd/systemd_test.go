@@ -37,10 +37,14 @@ const (
 // a flag added to the agent fails here until agent.env.example and this
 // list mention it.
 var bootstrapFlags = []string{
-	"name", "discovery", "discovery-srv", "size", "dns-resolver",
+	"name", "discovery", "discovery-cacert", "discovery-cert", "discovery-key",
+	"discovery-insecure-skip-tls-verify", "discovery-user", "discovery-password-file",
+	"discovery-srv", "size", "dns-resolver",
 	"cluster-token", "output", "advertise-address", "listen-address",
 	"peer-port", "client-port", "scheme", "listen-loopback",
-	"data-dir", "env-file", "state-dir", "timeout", "on-full",
+	"data-dir", "env-file", "state-dir", "timeout", "on-full", "join-as", "replace",
+	"cluster-cacert", "cluster-cert", "cluster-key", "cluster-user", "cluster-password-file",
+	"peer-cacert", "peer-cert", "peer-key",
 	"peer-wait", "etcd-binary", "publish-server", "publish-zone",
 	"srv-domain", "srv-name", "tsig-key-file", "dns-ttl", "dns-check",
 	"log-level",
@@ -477,8 +481,11 @@ func TestUnitsMatchAgentDefaults(t *testing.T) {
 
 	drop.want(t, "Unit", "Requires", agentUnit)
 	drop.want(t, "Unit", "After", agentUnit)
-	if got, want := drop.one(t, "Service", "EnvironmentFile"), "-"+defs["env-file"]; got != want {
-		t.Errorf("drop-in EnvironmentFile=%s, want %s (the --env-file default)", got, want)
+	drop.want(t, "Service", "EnvironmentFile", "-"+defs["env-file"])
+	// promote runs after etcd started, with the agent's own settings.
+	drop.want(t, "Service", "EnvironmentFile", "/etc/etcd-discovery-agent/agent.env")
+	if got := drop.one(t, "Service", "ExecStartPost"); got != "+"+agentBin+" promote" {
+		t.Errorf("drop-in ExecStartPost=%s, want +%s promote", got, agentBin)
 	}
 }
 
