@@ -262,7 +262,7 @@ func (sb *sandbox) journal(unit, until string) string {
 		sb.t.Fatalf("%s has no InvocationID: it never ran", unit)
 	}
 	var log string
-	for i := 0; i < 100; i++ {
+	for i := 0; i < 300; i++ {
 		log, _, _ = sb.exec(10*time.Second, "", "journalctl", "--no-pager", "-o", "cat",
 			"-u", unit, "_SYSTEMD_INVOCATION_ID="+id)
 		if strings.Contains(log, until) {
@@ -270,7 +270,7 @@ func (sb *sandbox) journal(unit, until string) string {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	sb.t.Fatalf("journalctl -u %s (invocation %s) shows no %q within 5s:\n%s", unit, id, until, log)
+	sb.t.Fatalf("journalctl -u %s (invocation %s) shows no %q within 15s:\n%s", unit, id, until, log)
 	return ""
 }
 

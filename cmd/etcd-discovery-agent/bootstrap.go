@@ -162,7 +162,7 @@ func etcdVersion(ctx context.Context, bin string) (string, error) {
 	}
 	m := etcdVersionRE.FindSubmatch(out)
 	if m == nil {
-		return "", fmt.Errorf("%s --version printed no 'etcd Version:' line; give the etcd binary this host runs", bin)
+		return "", fmt.Errorf("cannot ask %s for its version: its --version printed no 'etcd Version:' line; give the etcd binary this host runs", bin)
 	}
 	return string(m[1]), nil
 }
