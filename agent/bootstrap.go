@@ -98,6 +98,9 @@ func prepare(cfg Config, deps Deps) (*bootstrap, error) {
 	if err := deps.Output.Check(trial); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
+	if err := writable(filepath.Join(cfg.StateDir, stateFile)); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, &FieldError{Field: "StateDir", Err: err})
+	}
 	return b, nil
 }
 

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -166,10 +168,34 @@ type EnvFile struct {
 	Clock   Clock
 }
 
-// Check renders p.
+// Check renders p and makes sure the file's directory takes a file, so
+// that Write, later, fails only on what cannot be foreseen.
 func (f EnvFile) Check(p Plan) error {
-	_, err := f.render(p)
-	return err
+	if _, err := f.render(p); err != nil {
+		return err
+	}
+	if err := writable(f.Path); err != nil {
+		return fmt.Errorf("env file: %w", err)
+	}
+	return nil
+}
+
+// writable checks that a file can be written at path: its directory
+// exists or can be made, and takes a new file.
+func writable(path string) error {
+	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s exists and is not a regular file", path)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	probe, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return fmt.Errorf("cannot write in %s: %w", dir, err)
+	}
+	probe.Close()
+	return os.Remove(probe.Name())
 }
 
 // Write renders p and replaces the file atomically.
