@@ -87,7 +87,7 @@ func (r *rendezvous) run(ctx context.Context) (outcome, error) {
 		known[r.key] = mine
 	}
 
-	out, err := r.waitFull(ctx, size, known, pos)
+	out, err := r.waitFull(ctx, size, known, pos, mine.Created)
 	if err != nil {
 		r.remove(ctx, known[r.key], err)
 		return outcome{}, err
@@ -147,8 +147,11 @@ func (r *rendezvous) list(ctx context.Context) (map[string]Entry, uint64, error)
 }
 
 // waitFull applies the token's changes after position pos to known until
-// the token holds size members, and decides the cluster.
-func (r *rendezvous) waitFull(ctx context.Context, size int, known map[string]Entry, pos uint64) (outcome, error) {
+// the token holds size members, and decides the cluster. It decides only
+// once it has seen every change up to this host's own registration (at
+// position mine): a host that registered between the listing and this one
+// comes before it.
+func (r *rendezvous) waitFull(ctx context.Context, size int, known map[string]Entry, pos, mine uint64) (outcome, error) {
 	var have atomic.Int64
 	say := func() {
 		r.log.Info("waiting for members to register", "token", r.reg.Token(), "have", have.Load(), "want", size)
@@ -168,7 +171,7 @@ func (r *rendezvous) waitFull(ctx context.Context, size int, known map[string]En
 			return outcome{}, err
 		}
 		have.Store(int64(len(members)))
-		if len(members) >= size {
+		if len(members) >= size && pos >= mine {
 			out := outcome{size: size, members: membersOf(members)}
 			out.full = !slices.ContainsFunc(members, func(te tokenEntry) bool { return te.Key == r.key })
 			return out, nil
