@@ -87,9 +87,13 @@ func prepare(cfg Config, deps Deps) (*bootstrap, error) {
 		ClusterToken: cfg.clusterToken(),
 		Host:         cfg.host(adv, listen),
 	}
-	if cfg.DiscoverySRV != "" && cfg.Output == "discovery-srv" {
-		b.base.DiscoverySRV = strings.TrimSuffix(dnsName(cfg.DiscoverySRV), ".")
-		b.base.DiscoverySRVName = cfg.DNS.SRVName
+	switch cfg.Output {
+	case OutputDiscoverySRV:
+		b.base.Handover = Handover{SRV: strings.TrimSuffix(dnsName(cfg.DiscoverySRV), "."), SRVName: cfg.DNS.SRVName}
+	case OutputDiscovery:
+		b.base.Handover = Handover{URL: cfg.Discovery}
+	case OutputDiscoveryToken:
+		b.base.Handover = Handover{Token: cfg.DiscoveryToken, Endpoints: cfg.DiscoveryEndpoints, TLS: cfg.DiscoveryAuth}
 	}
 	// A trial: whatever the env file cannot carry (a data dir, a token)
 	// fails here, before the registry or the DNS is touched.
@@ -150,7 +154,7 @@ func (b *bootstrap) decide(ctx context.Context) (Plan, error) {
 func (b *bootstrap) restart(cached *state) Plan {
 	p := b.base
 	p.Source, p.State = SourceDataDir, "existing"
-	p.DiscoverySRV = ""
+	p.Handover = Handover{}
 	if cached != nil && cached.Role == RoleMember {
 		p.Members, p.Self = cached.cluster()
 	} else {
@@ -167,7 +171,7 @@ func (b *bootstrap) fromCache(cached *state) Plan {
 	p.Members, p.Self = cached.cluster()
 	if cached.State == "existing" {
 		p.State, p.Joined = "existing", true
-		p.DiscoverySRV = ""
+		p.Handover = Handover{}
 	}
 	return p
 }
@@ -175,12 +179,22 @@ func (b *bootstrap) fromCache(cached *state) Plan {
 // fromToken runs the rendezvous and decides what a host that comes after
 // the token filled does.
 func (b *bootstrap) fromToken(ctx context.Context) (Plan, error) {
-	out, err := newRendezvous(b.deps.Registry, b.base.Self, b.deps.Clock, b.log).run(ctx)
+	r := newRendezvous(b.deps.Registry, b.base.Self, b.deps.Clock, b.log)
+	run := r.run
+	if b.cfg.Output == OutputDiscovery {
+		run = r.peek
+	}
+	out, err := run(ctx)
 	if err != nil {
 		return Plan{}, err
 	}
 	p := b.base
 	p.Source, p.Members = SourceRegistry, out.members
+	if b.cfg.Output == OutputDiscovery && !out.full {
+		b.log.Info("the token is usable and not full; etcd registers itself (ETCD_DISCOVERY)", "registered", len(out.members), "size", out.size)
+		p.Members = nil
+		return p, nil
+	}
 	if out.full {
 		names := make([]string, len(out.members))
 		for i, m := range out.members {
@@ -218,7 +232,7 @@ func (b *bootstrap) joinToken(ctx context.Context, p Plan, members []Member) (Pl
 	if err != nil {
 		return Plan{}, err
 	}
-	p.Members, p.State, p.Joined = joined, "existing", true
+	p.Members, p.State, p.Joined, p.Handover = joined, "existing", true, Handover{}
 	return p, nil
 }
 
@@ -245,7 +259,7 @@ func (b *bootstrap) finish(ctx context.Context, p Plan) error {
 		return err
 	}
 	b.log.Info("wrote environment file", "role", p.Role, "state", p.State, "source", p.Source, "initial_cluster", InitialCluster(p.Members))
-	if p.Role == RoleMember && p.State == "new" && p.DiscoverySRV == "" {
+	if p.Role == RoleMember && p.State == "new" && !p.Handover.set() {
 		waitForLead(ctx, p.Members, p.Self, b.cfg.PeerWait, b.deps.Peers, b.deps.Clock, b.log)
 	}
 	return nil

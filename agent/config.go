@@ -29,8 +29,14 @@ const (
 // fills the documented defaults. Errors about a setting name its field
 // (FieldError), which cmd shows as the flag that sets it.
 type Config struct {
-	Name      string // member name
-	Discovery string // v2 discovery URL (token directory)
+	Name string // member name
+
+	// Where the cluster comes from: one of a v2 token (Discovery), a v3
+	// token (DiscoveryToken in the etcd at DiscoveryEndpoints), or SRV
+	// records (DiscoverySRV).
+	Discovery          string   // v2 discovery URL (token directory)
+	DiscoveryToken     string   // v3 discovery token, as etcd's --discovery-token
+	DiscoveryEndpoints []string // client URLs of the etcd holding v3 tokens
 	// DiscoveryAuth is how the agent authenticates to the registry.
 	DiscoveryAuth Credentials
 
@@ -40,7 +46,14 @@ type Config struct {
 	Size         int
 	DNSResolvers []string // servers for SRV lookups; empty means /etc/resolv.conf
 	ClusterToken string   // ETCD_INITIAL_CLUSTER_TOKEN in SRV mode (etcd's default: etcd-cluster)
-	Output       string   // SRV mode: "static" (ETCD_INITIAL_CLUSTER) or "discovery-srv" (ETCD_DISCOVERY_SRV)
+
+	// Output is what the env file tells etcd: "static", the member list
+	// (ETCD_INITIAL_CLUSTER, every etcd version); or, for an etcd that
+	// runs its own discovery once the agent saw the token fill,
+	// "discovery" (v2 token, ETCD_DISCOVERY: etcd 3.4 to 3.6),
+	// "discovery-token" (v3 token, ETCD_DISCOVERY_TOKEN: etcd 3.6 and
+	// later) or "discovery-srv" (SRV records, ETCD_DISCOVERY_SRV).
+	Output string
 
 	AdvertiseAddress string // literal IP or go-sockaddr template
 	ListenAddress    string // literal IP or template; empty means the advertise address
@@ -66,8 +79,10 @@ type Config struct {
 	// peer URL) to answer on its peer port before its etcd may start; 0
 	// disables the ordered start.
 	PeerWait time.Duration
-	// EtcdVersion is the local etcd's version (e.g. "3.4.23"), used to refuse
-	// OnFull proxy where etcd has no v2 proxy; empty when unknown.
+	// EtcdVersion is the local etcd's version (e.g. "3.4.23"), which
+	// decides whether an Output other than static, or OnFull proxy, can
+	// work; empty when unknown (and then only static and no proxy are
+	// accepted).
 	EtcdVersion string
 
 	// ClusterAuth is how the agent authenticates to a running cluster's
@@ -236,18 +251,8 @@ func (c *Config) Validate() error {
 	if err := ValidateName(c.Name); err != nil {
 		add(&FieldError{Field: "Name", Err: err})
 	}
-	switch {
-	case c.Discovery != "" && c.DiscoverySRV != "":
-		add(fieldErr("Discovery", "give a discovery URL or an SRV domain to form the cluster from, not both"))
-	case c.DiscoverySRV != "":
-		add(c.validateSRV())
-	case c.Discovery == "":
-		add(fieldErr("Discovery", "required: a discovery URL (make one with 'etcd-discovery-agent token new'), or an SRV domain to form the cluster from"))
-	default:
-		if err := CheckDiscoveryURL(c.Discovery); err != nil {
-			add(&FieldError{Field: "Discovery", Err: err})
-		}
-	}
+	add(c.validateSource())
+	add(c.validateOutput())
 	add(c.DiscoveryAuth.validate("DiscoveryAuth"))
 	add(c.ClusterAuth.validate("ClusterAuth"))
 	add(c.PeerTLS.validate("PeerTLS"))
@@ -279,7 +284,10 @@ func (c *Config) Validate() error {
 	switch c.OnFull {
 	case OnFullExit, OnFullJoin:
 	case OnFullProxy:
-		if major, minor, ok := parseVersion(c.EtcdVersion); ok && (major > 3 || major == 3 && minor >= 6) {
+		switch v, ok := c.etcdVersion(); {
+		case !ok:
+			add(fieldErr("EtcdVersion", "the etcd version decides whether a v2 proxy can run: give it, or the etcd binary this host runs"))
+		case !v.before(3, 6):
 			add(fieldErr("OnFull", "proxy: etcd %s has no v2 proxy (removed in 3.6); let the host exit or join", c.EtcdVersion))
 		}
 	default:
@@ -292,6 +300,78 @@ func (c *Config) Validate() error {
 	return configError(errs)
 }
 
+// validateSource checks where the cluster comes from: exactly one of a v2
+// token, a v3 token and SRV records.
+func (c *Config) validateSource() error {
+	given := 0
+	for _, s := range []string{c.Discovery, c.DiscoveryToken, c.DiscoverySRV} {
+		if s != "" {
+			given++
+		}
+	}
+	switch {
+	case given > 1:
+		return fieldErr("Discovery", "give one of a v2 discovery URL, a v3 discovery token and an SRV domain, not several")
+	case given == 0:
+		return fieldErr("Discovery", "required: a discovery URL or a v3 discovery token (make one with 'etcd-discovery-agent token new'), or an SRV domain to form the cluster from")
+	case len(c.DiscoveryEndpoints) > 0 && c.DiscoveryToken == "":
+		return fieldErr("DiscoveryEndpoints", "go with a v3 discovery token only")
+	case c.Discovery != "":
+		if err := CheckDiscoveryURL(c.Discovery); err != nil {
+			return &FieldError{Field: "Discovery", Err: err}
+		}
+	case c.DiscoveryToken != "":
+		return c.validateV3Token()
+	}
+	if c.DiscoverySRV != "" {
+		return c.validateSRV()
+	}
+	return nil
+}
+
+func (c *Config) validateV3Token() error {
+	var errs []error
+	if err := CheckDiscoveryToken(c.DiscoveryToken); err != nil {
+		errs = append(errs, &FieldError{Field: "DiscoveryToken", Err: err})
+	}
+	if len(c.DiscoveryEndpoints) == 0 {
+		errs = append(errs, fieldErr("DiscoveryEndpoints", "required with a v3 discovery token: the client URLs of the etcd that holds it"))
+	}
+	for _, ep := range c.DiscoveryEndpoints {
+		if err := checkEndpoint(ep); err != nil {
+			errs = append(errs, &FieldError{Field: "DiscoveryEndpoints", Err: err})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkEndpoint accepts an etcd client URL: http or https, a host and a
+// port, nothing else.
+func checkEndpoint(ep string) error {
+	u, err := url.Parse(ep)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() == "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%s is not an etcd client URL such as https://10.0.0.1:2379", Quote(ep))
+	}
+	return nil
+}
+
+var discoveryTokenRE = regexp.MustCompile(`^[A-Za-z0-9_~-][A-Za-z0-9._~-]*$`)
+
+// CheckDiscoveryToken accepts a v3 discovery token that is one plain path
+// segment: etcd joins it into key paths (path.Join cleans "a/" and "a"
+// into one key space) while it hashes the raw string into member IDs, so
+// two spellings of one token would split the cluster silently.
+func CheckDiscoveryToken(token string) error {
+	switch {
+	case token == "":
+		return errors.New("empty token")
+	case len(token) > 253 || !discoveryTokenRE.MatchString(token) || token == "." || token == "..":
+		return fmt.Errorf("%s is not one plain path segment: use letters, digits, '.', '_', '~' and '-' only (no slash, no \"..\"), identically on every host", Quote(token))
+	}
+	return nil
+}
+
 func (c *Config) validateSRV() error {
 	var errs []error
 	if err := checkDomain("DiscoverySRV", c.DiscoverySRV); err != nil {
@@ -299,9 +379,6 @@ func (c *Config) validateSRV() error {
 	}
 	if c.Size < 1 {
 		errs = append(errs, fieldErr("Size", "%d: give the number of members to wait for", c.Size))
-	}
-	if c.Output != "static" && c.Output != "discovery-srv" {
-		errs = append(errs, fieldErr("Output", "%q: use static or discovery-srv", c.Output))
 	}
 	if c.ClusterToken == "" {
 		errs = append(errs, fieldErr("ClusterToken", "must not be empty"))
@@ -317,25 +394,79 @@ func (c *Config) validateSRV() error {
 	return errors.Join(errs...)
 }
 
+// The outputs: what the env file tells etcd.
+const (
+	OutputStatic         = "static"
+	OutputDiscovery      = "discovery"
+	OutputDiscoveryToken = "discovery-token"
+	OutputDiscoverySRV   = "discovery-srv"
+)
+
+// validateOutput checks that the output fits the source of the cluster
+// and the local etcd's version.
+func (c *Config) validateOutput() error {
+	want := map[string]string{OutputDiscovery: "a v2 discovery URL", OutputDiscoveryToken: "a v3 discovery token", OutputDiscoverySRV: "an SRV domain"}
+	has := map[string]bool{OutputDiscovery: c.Discovery != "", OutputDiscoveryToken: c.DiscoveryToken != "", OutputDiscoverySRV: c.DiscoverySRV != ""}
+	if c.Output == OutputStatic {
+		return nil
+	}
+	if _, known := want[c.Output]; !known {
+		return fieldErr("Output", "%q: use static, discovery (v2 token), discovery-token (v3 token) or discovery-srv (SRV records)", c.Output)
+	}
+	if !has[c.Output] {
+		return fieldErr("Output", "%s goes with %s", c.Output, want[c.Output])
+	}
+	v, ok := c.etcdVersion()
+	if !ok {
+		return fieldErr("EtcdVersion", "the etcd version decides whether etcd can read output %s: give it, or the etcd binary this host runs", c.Output)
+	}
+	switch {
+	case c.Output == OutputDiscovery && !v.before(3, 7):
+		return fieldErr("Output", "discovery: etcd %s has no v2 discovery (removed in 3.7) and would ignore ETCD_DISCOVERY and start a one-member cluster; use static", c.EtcdVersion)
+	case c.Output == OutputDiscoveryToken && v.before(3, 6):
+		return fieldErr("Output", "discovery-token: etcd %s has no v3 discovery (added in 3.6); use static", c.EtcdVersion)
+	case c.Output == OutputDiscoveryToken && c.DiscoveryAuth.PasswordFile != "":
+		return fieldErr("Output", "discovery-token: etcd would need the registry password in its environment, and the agent writes no secret into the env file; use a client certificate for the registry, or static")
+	case c.Output == OutputDiscoverySRV && c.Scheme == "http" && v.before(3, 5):
+		return fieldErr("Output", "discovery-srv: etcd %s's own SRV discovery reads only _etcd-server-ssl records, not plain-http ones; use static, or https", c.EtcdVersion)
+	}
+	return nil
+}
+
+// version is an etcd major.minor.
+type version struct{ major, minor int }
+
+func (v version) before(major, minor int) bool {
+	return v.major < major || v.major == major && v.minor < minor
+}
+
+func (c *Config) etcdVersion() (version, bool) {
+	var v version
+	_, err := fmt.Sscanf(c.EtcdVersion, "%d.%d", &v.major, &v.minor)
+	return v, err == nil
+}
+
 // source names where the cluster comes from, for the state cache.
 func (c *Config) source() string {
-	if c.DiscoverySRV != "" {
+	switch {
+	case c.DiscoverySRV != "":
 		return "dns-srv:" + dnsName(c.DiscoverySRV)
+	case c.DiscoveryToken != "":
+		return "v3-token:" + c.DiscoveryToken
 	}
 	return c.Discovery
 }
 
 // clusterToken is ETCD_INITIAL_CLUSTER_TOKEN: the string the registry
-// hashes into member IDs for a token, ClusterToken in SRV mode (as etcd's
-// own --discovery-srv uses --initial-cluster-token).
+// hashes into member IDs for a token (the v2 discovery URL, the v3 token),
+// ClusterToken in SRV mode (as etcd's own --discovery-srv uses
+// --initial-cluster-token).
 func (c *Config) clusterToken() string {
-	if c.DiscoverySRV != "" {
+	switch {
+	case c.DiscoverySRV != "":
 		return c.ClusterToken
+	case c.DiscoveryToken != "":
+		return c.DiscoveryToken
 	}
 	return c.Discovery
-}
-
-func parseVersion(v string) (major, minor int, ok bool) {
-	_, err := fmt.Sscanf(v, "%d.%d", &major, &minor)
-	return major, minor, err == nil
 }

@@ -43,10 +43,49 @@ type Plan struct {
 	Members      []Member
 	ClusterToken string // ETCD_INITIAL_CLUSTER_TOKEN
 	Host         Host
-	// DiscoverySRV, when set, makes etcd read the cluster from these SRV
-	// records itself (SRV mode with Output discovery-srv).
-	DiscoverySRV, DiscoverySRVName string
-	Joined                         bool // this host joined a running cluster
+	// Handover, when set, makes a new member's etcd run its own discovery
+	// (Config.Output other than static) instead of reading the member list.
+	Handover Handover
+	Joined   bool // this host joined a running cluster
+}
+
+// Handover is the discovery a new member's etcd runs itself, on a source
+// the agent saw complete: at most one of SRV, URL and Token is set.
+type Handover struct {
+	SRV, SRVName string // ETCD_DISCOVERY_SRV[_NAME]: SRV records
+	URL          string // ETCD_DISCOVERY: a v2 token
+	// ETCD_DISCOVERY_TOKEN and ETCD_DISCOVERY_ENDPOINTS: a v3 token, and
+	// the files (never a password) etcd reaches its registry with.
+	Token     string
+	Endpoints []string
+	TLS       Credentials
+}
+
+func (h Handover) set() bool { return h.SRV != "" || h.URL != "" || h.Token != "" }
+
+func (h Handover) vars() []envfile.Var {
+	var vs []envfile.Var
+	add := func(name, value string) {
+		if value != "" {
+			vs = append(vs, envfile.Var{Name: name, Value: value})
+		}
+	}
+	add("ETCD_DISCOVERY_SRV", h.SRV)
+	add("ETCD_DISCOVERY_SRV_NAME", h.SRVName)
+	add("ETCD_DISCOVERY", h.URL)
+	if h.URL != "" {
+		add("ETCD_DISCOVERY_FALLBACK", "exit") // 3.4 and 3.5 would become a v2 proxy
+	}
+	add("ETCD_DISCOVERY_TOKEN", h.Token)
+	add("ETCD_DISCOVERY_ENDPOINTS", strings.Join(h.Endpoints, ","))
+	add("ETCD_DISCOVERY_CACERT", h.TLS.CACert)
+	add("ETCD_DISCOVERY_CERT", h.TLS.Cert)
+	add("ETCD_DISCOVERY_KEY", h.TLS.Key)
+	if h.TLS.InsecureSkipVerify {
+		add("ETCD_DISCOVERY_INSECURE_SKIP_TLS_VERIFY", "true")
+	}
+	add("ETCD_DISCOVERY_USER", h.TLS.User)
+	return vs
 }
 
 // Host is what etcd needs of this host beside the cluster.
@@ -73,7 +112,7 @@ func (p Plan) Check() error {
 		return fmt.Errorf("cluster state %q", p.State)
 	}
 	if len(p.Members) == 0 {
-		if p.Source != SourceDataDir && p.DiscoverySRV == "" {
+		if p.Source != SourceDataDir && !p.Handover.set() {
 			return fmt.Errorf("no member list")
 		}
 		return nil
@@ -134,13 +173,10 @@ func (p Plan) EnvVars() []envfile.Var {
 		{Name: "ETCD_LISTEN_CLIENT_URLS", Value: strings.Join(h.ListenClientURLs, ",")},
 	}
 	switch {
-	case p.DiscoverySRV != "" && p.State == "new":
-		// etcd reads the SRV records itself; the agent only waited until
-		// they were complete.
-		vars = append(vars, envfile.Var{Name: "ETCD_DISCOVERY_SRV", Value: p.DiscoverySRV})
-		if p.DiscoverySRVName != "" {
-			vars = append(vars, envfile.Var{Name: "ETCD_DISCOVERY_SRV_NAME", Value: p.DiscoverySRVName})
-		}
+	case p.Handover.set() && p.State == "new":
+		// etcd runs its own discovery; the agent only waited until the
+		// source was complete.
+		vars = append(vars, p.Handover.vars()...)
 	case len(p.Members) > 0:
 		vars = append(vars, envfile.Var{Name: "ETCD_INITIAL_CLUSTER", Value: InitialCluster(p.Members)})
 	}

@@ -98,6 +98,32 @@ func (r *rendezvous) run(ctx context.Context) (outcome, error) {
 	return out, nil
 }
 
+// peek reads the token without writing to it: for an etcd that runs v2
+// discovery itself, which registers on its own (and refuses a key the
+// agent wrote for it as a duplicate ID). It reports a token that is full
+// without this host, or unusable, as run would.
+func (r *rendezvous) peek(ctx context.Context) (outcome, error) {
+	size, err := retry(ctx, r.registryWait("give the token's size"), r.reg.Size)
+	if err != nil {
+		return outcome{}, r.tokenError(err)
+	}
+	known, _, err := r.list(ctx)
+	if err != nil {
+		return outcome{}, err
+	}
+	members, _, err := tokenMembers(entries(known), size, r.reg.Token())
+	if err != nil {
+		return outcome{}, err
+	}
+	if mine, registered := known[r.key]; registered {
+		if _, err := r.resume(mine); err != nil {
+			return outcome{}, err
+		}
+	}
+	full := len(members) >= size && !slices.ContainsFunc(members, func(te tokenEntry) bool { return te.Key == r.key })
+	return outcome{size: size, members: membersOf(members), full: full}, nil
+}
+
 // resume checks that the key this host would register, found in the
 // token, is its own from an earlier run.
 func (r *rendezvous) resume(e Entry) (Entry, error) {

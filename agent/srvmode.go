@@ -129,6 +129,6 @@ func (b *bootstrap) srvJoin(ctx context.Context, p Plan) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.Members, p.Self, p.State, p.Joined, p.DiscoverySRV = joined, self, "existing", true, ""
+	p.Members, p.Self, p.State, p.Joined, p.Handover = joined, self, "existing", true, Handover{}
 	return &p, nil
 }

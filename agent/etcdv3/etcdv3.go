@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -34,7 +35,9 @@ const RequestTimeout = 5 * time.Second
 // dialTimeout bounds the TLS probe and the authentication at Dial.
 const dialTimeout = 5 * time.Second
 
-// Dial opens a client/v3 client to endpoints (client URLs) with access.
+// Dial opens a client/v3 client to endpoints (client URLs) with access;
+// ctx bounds the TLS probe, DialTimeout the authentication, and the
+// client lives until it is closed.
 func Dial(ctx context.Context, endpoints []string, access agent.Access) (*clientv3.Client, error) {
 	if err := probeTLS(ctx, endpoints, access.TLS); err != nil {
 		return nil, err
@@ -45,13 +48,47 @@ func Dial(ctx context.Context, endpoints []string, access agent.Access) (*client
 		Username:    access.User,
 		Password:    access.Password,
 		DialTimeout: dialTimeout,
-		Context:     ctx,
 		Logger:      zap.NewNop(),
 	})
 	if err != nil {
 		return nil, Classify(fmt.Sprintf("connect to %v", endpoints), err)
 	}
 	return c, nil
+}
+
+// lazy is a client/v3 client made on first use, within the first
+// request's context, so that a registry that cannot be reached yet is one
+// more fault the caller's wait retries. A failed dial is not kept.
+type lazy struct {
+	endpoints []string
+	access    agent.Access
+	mu        sync.Mutex
+	c         *clientv3.Client
+}
+
+func (l *lazy) client(ctx context.Context) (*clientv3.Client, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.c != nil {
+		return l.c, nil
+	}
+	c, err := Dial(ctx, l.endpoints, l.access)
+	if err != nil {
+		return nil, err
+	}
+	l.c = c
+	return c, nil
+}
+
+func (l *lazy) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.c == nil {
+		return nil
+	}
+	err := l.c.Close()
+	l.c = nil
+	return err
 }
 
 // probeTLS shakes hands with the first https endpoint that answers and

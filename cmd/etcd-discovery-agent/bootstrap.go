@@ -19,13 +19,15 @@ import (
 // bootstrapFlags declares bootstrap's flags on fs into cfg.
 func bootstrapFlags(b binder, cfg *agent.Config, onFull, joinAs, etcdBinary *string) {
 	b.str(&cfg.Name, "Name", "name", shortHostname(), "member name (default: the short host name)")
-	b.str(&cfg.Discovery, "Discovery", "discovery", "", "discovery URL of the token, e.g. http://10.0.0.1:2379/v2/keys/discovery/<token> (required)")
+	b.str(&cfg.DiscoveryToken, "DiscoveryToken", "discovery-token", "", "v3 discovery token (etcd 3.6's --discovery-token), kept in the etcd at --discovery-endpoints (any etcd from 3.4 on)")
+	b.strs(&cfg.DiscoveryEndpoints, "DiscoveryEndpoints", "discovery-endpoints", "with --discovery-token: client URLs of the etcd that holds the token")
+	b.str(&cfg.Discovery, "Discovery", "discovery", "", "instead of --discovery-token: v2 discovery URL, e.g. http://10.0.0.1:2379/v2/keys/discovery/<token> (an etcd 3.4/3.5 with --enable-v2, or a discovery.etcd.io-style service)")
 	b.credentials(&cfg.DiscoveryAuth, "DiscoveryAuth", "discovery", "the registry", true, true)
 	b.str(&cfg.DiscoverySRV, "DiscoverySRV", "discovery-srv", "", "instead of --discovery: form the cluster from the SRV records of this domain, as etcd's --discovery-srv (also with http records on etcd 3.4)")
 	b.int(&cfg.Size, "Size", "size", 0, "with --discovery-srv: wait, within --timeout, until the records show this many members")
 	b.strs(&cfg.DNSResolvers, "DNSResolvers", "dns-resolver", "with --discovery-srv: DNS servers to ask, IP or IP:PORT (default: /etc/resolv.conf)")
 	b.str(&cfg.ClusterToken, "ClusterToken", "cluster-token", "etcd-cluster", "with --discovery-srv: ETCD_INITIAL_CLUSTER_TOKEN (etcd's own SRV bootstrap uses --initial-cluster-token, default etcd-cluster)")
-	b.str(&cfg.Output, "Output", "output", "static", "with --discovery-srv: static (write ETCD_INITIAL_CLUSTER) or discovery-srv (write ETCD_DISCOVERY_SRV for an etcd that reads the records itself)")
+	b.str(&cfg.Output, "Output", "output", "static", "what the env file tells etcd: static (ETCD_INITIAL_CLUSTER, any etcd), or once the agent saw the source complete, for an etcd that runs its own discovery: discovery-token (ETCD_DISCOVERY_TOKEN, etcd 3.6+), discovery (ETCD_DISCOVERY, etcd 3.4-3.6; the agent does not register), discovery-srv (ETCD_DISCOVERY_SRV)")
 	b.str(&cfg.AdvertiseAddress, "AdvertiseAddress", "advertise-address", agent.DefaultAddressTemplate, "address peers and clients reach this host at: an IP literal or a go-sockaddr template that yields exactly one address")
 	b.str(&cfg.ListenAddress, "ListenAddress", "listen-address", "", "address etcd listens on (IP literal or template; default: the advertise address)")
 	b.int(&cfg.PeerPort, "PeerPort", "peer-port", 2380, "etcd peer port")
@@ -42,7 +44,8 @@ func bootstrapFlags(b binder, cfg *agent.Config, onFull, joinAs, etcdBinary *str
 	b.credentials(&cfg.ClusterAuth, "ClusterAuth", "cluster", "the running cluster's client URLs (join, promote, the lock)", true, false)
 	b.credentials(&cfg.PeerTLS, "PeerTLS", "peer", "the members' peer URLs (the member-list probe, the ordered start)", false, false)
 	b.dur(&cfg.PeerWait, "PeerWait", "peer-wait", 5*time.Second, "at most this long, wait until the member with the lowest peer URL serves before returning (0 disables)")
-	b.str(etcdBinary, "EtcdBinary", "etcd-binary", "/usr/bin/etcd", "local etcd binary, asked for its version to check --on-full=proxy")
+	b.str(etcdBinary, "EtcdBinary", "etcd-binary", "/usr/bin/etcd", "local etcd binary, asked for its version when --output or --on-full=proxy depends on it")
+	b.str(&cfg.EtcdVersion, "EtcdVersion", "etcd-version", "", "the local etcd's version (e.g. 3.7.3), instead of asking --etcd-binary")
 	b.dns(&cfg.DNS)
 	b.str(&cfg.DNS.Check, "DNS.Check", "dns-check", "error", "after publishing, check the records as etcd's SRV discovery will: error, warn or off")
 }
@@ -62,7 +65,7 @@ func runBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		return usageError(stderr, "bootstrap", "%v", err)
 	}
 	cfg.OnFull, cfg.JoinAs = agent.OnFull(onFull), agent.JoinAs(joinAs)
-	if cfg.OnFull == agent.OnFullProxy {
+	if cfg.EtcdVersion == "" && (cfg.OnFull == agent.OnFullProxy || cfg.Output != agent.OutputStatic) {
 		v, err := etcdVersion(ctx, etcdBinary)
 		if err != nil {
 			return b.names.fail(stderr, log, "bootstrap", fmt.Errorf("%w: %w", agent.ErrConfig, &agent.FieldError{Field: "EtcdBinary", Err: err}))
@@ -104,11 +107,16 @@ func bootstrapDeps(cfg *agent.Config, log *slog.Logger) (agent.Deps, error) {
 		return deps, err
 	}
 	deps.Cluster, deps.Peers = etcdv3.Dialer(cluster), agent.Peers{TLS: peer.TLS}
-	if cfg.DiscoverySRV == "" {
+	switch {
+	case cfg.Discovery != "":
 		if deps.Registry, err = v2Registry(cfg.Discovery, cfg.DiscoveryAuth, log); err != nil {
 			return deps, err
 		}
-	} else {
+	case cfg.DiscoveryToken != "":
+		if deps.Registry, err = v3Registry(cfg.DiscoveryEndpoints, cfg.DiscoveryToken, cfg.DiscoveryAuth, log); err != nil {
+			return deps, err
+		}
+	default:
 		r, err := resolver.New(cfg.DNSResolvers, "/etc/resolv.conf")
 		if err != nil {
 			return deps, fmt.Errorf("%w: %w", agent.ErrConfig, &agent.FieldError{Field: "DNSResolvers", Err: err})
@@ -134,6 +142,20 @@ func v2Registry(discovery string, creds agent.Credentials, log *slog.Logger) (*e
 	reg, err := etcdv2.New(discovery, access)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", agent.ErrConfig, &agent.FieldError{Field: "Discovery", Err: err})
+	}
+	return reg, nil
+}
+
+// v3Registry is the registry of a v3 token, reached with creds; it
+// connects on its first request.
+func v3Registry(endpoints []string, token string, creds agent.Credentials, log *slog.Logger) (*etcdv3.Registry, error) {
+	access, err := creds.Load("DiscoveryAuth", log)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := etcdv3.NewRegistry(endpoints, token, access)
+	if err != nil {
+		return nil, err
 	}
 	return reg, nil
 }
