@@ -341,10 +341,11 @@ func TestEtcdGatewayOff(t *testing.T) {
 	}
 }
 
-// With v2 auth on a 3.4 --enable-v2 registry, the v2 keys API refuses a
-// request without credentials, with a wrong password or outside the
-// user's prefixes, and serves the user's requests in the discovery
-// directory, including a recursive read of a token.
+// With v2 auth on a 3.4 --enable-v2 registry (TLS, --client-cert-auth),
+// the v2 keys API refuses a request without credentials, with a wrong
+// password or outside the user's prefixes, and serves the user's requests
+// (basic auth, or a client certificate with the user's CN) in the
+// discovery directory, including a recursive read of a token.
 func TestEtcdV2Auth(t *testing.T) {
 	skipShort(t)
 	ca := NewCA(t, "ca")
@@ -367,6 +368,7 @@ func TestEtcdV2Auth(t *testing.T) {
 		{"user creates the size", http.MethodPut, keys + "/_etcd/registry/tok/_config/size?prevExist=false&value=3", basic(u.User), 201, ""},
 		{"user registers", http.MethodPut, keys + "/_etcd/registry/tok/abc?prevExist=false&value=n1%3Dhttp%3A%2F%2F127.0.0.1%3A2380", basic(u.User), 201, ""},
 		{"user lists the token", http.MethodGet, keys + "/_etcd/registry/tok?recursive=true&sorted=true", basic(u.User), 200, ""},
+		{"user watches the token", http.MethodGet, keys + "/_etcd/registry/tok?wait=true&recursive=true&waitIndex=1", basic(u.User), 200, ""},
 		{"user outside its prefixes", http.MethodPut, keys + "/other?value=1", basic(u.User), 401, refused},
 		{"user lists the registry root", http.MethodGet, keys + "/_etcd/registry?recursive=true", basic(u.User), 401, refused},
 		{"no credentials reads", http.MethodGet, keys + "/_etcd/registry/tok", "", 401, refused},
@@ -380,6 +382,15 @@ func TestEtcdV2Auth(t *testing.T) {
 		if tc.name == "user lists the token" && !strings.Contains(body, `"/_etcd/registry/tok/abc"`) {
 			t.Errorf("%s: %s; want the registration", tc.name, body)
 		}
+	}
+	// With --client-cert-auth, a certificate whose CN is a v2 user stands
+	// for that user when the request has no basic auth.
+	cn := tlsClient(clientTLS(t, ca.Client(t, u.User.Name)))
+	if code, body, err := fetch(cn, http.MethodGet, keys+"/_etcd/registry/tok", "", nil); err != nil || code != http.StatusOK {
+		t.Errorf("CN user reads the token: %d %s %v; want 200", code, body, err)
+	}
+	if code, body, err := fetch(cn, http.MethodGet, keys+"/other", "", nil); err != nil || code != http.StatusUnauthorized || body != refused {
+		t.Errorf("CN user outside its prefixes: %d %s %v; want 401 %s", code, body, err, refused)
 	}
 	// What etcd's --discovery and the agent ask outside /v2/keys needs no
 	// credentials.
