@@ -38,11 +38,10 @@ type EtcdConfig struct {
 	// trusting CA (--peer-trusted-ca-file); PeerCertAuth adds
 	// --peer-client-cert-auth.
 	PeerTLS, PeerCertAuth bool
-	// ServerCert is the client URL's certificate; default CA.Server for
-	// Addr and the DNS name "localhost".
+	// ServerCert is the client URL's certificate; default one from
+	// CA.Server with the IP SAN Addr and the DNS SAN "localhost".
 	ServerCert *Cert
-	// PeerCert is the peer URL's certificate; default ServerCert, or one
-	// issued like it.
+	// PeerCert is the peer URL's certificate; default ServerCert.
 	PeerCert *Cert
 	// AdminCert is the client certificate the helpers present (readiness,
 	// Etcdctl); default CA.Client("testenv-admin"), a CN that is no etcd
