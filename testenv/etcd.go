@@ -1,0 +1,443 @@
+package testenv
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// EtcdConfig describes one etcd member for StartEtcd and StartEtcdCluster.
+// The zero value is a plain-http member of Debian's etcd on 127.0.0.1 with
+// free ports.
+type EtcdConfig struct {
+	Bin  string     // etcd binary; default EtcdBinary(t)
+	Name string     // --name; default "etcd", or "etcd<i>" in a cluster
+	Addr netip.Addr // address of the client and peer URLs; default 127.0.0.1
+	// ClientPort and PeerPort default to ports free on Addr.
+	ClientPort, PeerPort int
+
+	// CA issues the certificates below that are not given, and is the CA
+	// the member trusts for client and peer certificates.
+	CA *CA
+	// ClientTLS serves the client URL over https with ServerCert;
+	// ClientCertAuth adds --client-cert-auth and --trusted-ca-file.
+	ClientTLS, ClientCertAuth bool
+	// PeerTLS serves and dials the peer URLs over https with PeerCert,
+	// trusting CA (--peer-trusted-ca-file); PeerCertAuth adds
+	// --peer-client-cert-auth.
+	PeerTLS, PeerCertAuth bool
+	// ServerCert is the client URL's certificate; default one from
+	// CA.Server with the IP SAN Addr and the DNS SAN "localhost".
+	ServerCert *Cert
+	// PeerCert is the peer URL's certificate; default ServerCert.
+	PeerCert *Cert
+	// AdminCert is the client certificate the helpers present (readiness,
+	// Etcdctl); default CA.Client("testenv-admin"), a CN that is no etcd
+	// user, so it authorizes nothing by itself once auth is enabled.
+	AdminCert *Cert
+
+	EnableV2       bool // --enable-v2 (etcd 3.4 and 3.5 only)
+	DisableGateway bool // --enable-grpc-gateway=false
+
+	// InitialCluster and ClusterState are --initial-cluster and
+	// --initial-cluster-state; defaults: this member alone (or every member
+	// given to StartEtcdCluster) and "new".
+	InitialCluster string
+	ClusterState   string
+	Args           []string // more flags
+}
+
+// Etcd is a running etcd member.
+type Etcd struct {
+	Name      string
+	MemberID  string // hex, as etcdctl prints it; set by JoinAsLearner
+	Process   *Process
+	Addr      netip.Addr
+	ClientURL string // http:// or https://
+	PeerURL   string
+	// CAFile is the CA a client trusts to reach this member ("" without
+	// TLS): ServerCert's issuer.
+	CAFile                          string
+	ServerCert, PeerCert, AdminCert *Cert // nil where TLS is off
+	Config                          EtcdConfig
+}
+
+// Credentials are an etcd user's name and password; PasswordFile holds the
+// password alone, no newline, mode 0600.
+type Credentials struct {
+	Name, Password, PasswordFile string
+}
+
+// StartEtcd starts one member, a cluster of one unless cfg says otherwise,
+// and waits up to 30 s until it reports healthy.
+func StartEtcd(t testing.TB, cfg EtcdConfig) *Etcd {
+	t.Helper()
+	return StartEtcdCluster(t, cfg)[0]
+}
+
+// StartEtcdCluster starts one member per config as one new cluster (each
+// --initial-cluster lists them all unless set) and waits up to 30 s until
+// every member reports healthy. Members need distinct names and URLs: give
+// each its own Addr, or leave the ports free.
+func StartEtcdCluster(t testing.TB, cfgs ...EtcdConfig) []*Etcd {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts etcd; skipped under -short")
+	}
+	ms := make([]*Etcd, len(cfgs))
+	var initial []string
+	for i, cfg := range cfgs {
+		if cfg.Name == "" && len(cfgs) > 1 {
+			cfg.Name = fmt.Sprintf("etcd%d", i+1)
+		}
+		ms[i] = prepareEtcd(t, cfg)
+		initial = append(initial, ms[i].Name+"="+ms[i].PeerURL)
+	}
+	for _, m := range ms {
+		if m.Config.InitialCluster == "" {
+			m.Config.InitialCluster = strings.Join(initial, ",")
+		}
+		m.start(t)
+	}
+	for _, m := range ms {
+		m.WaitHealthy(t, 30*time.Second)
+	}
+	return ms
+}
+
+// JoinAsLearner adds the member cfg describes to via's cluster as a learner
+// (etcdctl member add --learner, as as: root when auth is enabled), starts it
+// with the --initial-cluster etcd answered and --initial-cluster-state
+// existing, and waits up to 30 s until it reports healthy.
+func JoinAsLearner(t testing.TB, via *Etcd, as *Credentials, cfg EtcdConfig) *Etcd {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts etcd; skipped under -short")
+	}
+	m := prepareEtcd(t, cfg)
+	// A member refuses to add one ("etcdserver: unhealthy cluster") until it
+	// has been connected to its peers for a few seconds.
+	var out string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var err error
+		out, err = via.Etcdctl(t, as, "member", "add", m.Name, "--learner", "--peer-urls", m.PeerURL)
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "unhealthy cluster") || time.Now().After(deadline) {
+			t.Fatalf("add learner %s: %v", m.Name, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// Member 5b3e0e0c1e5f8d9a added to cluster ...
+	// ETCD_INITIAL_CLUSTER="a=https://...,b=https://..."
+	for _, line := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(line, "Member "); ok {
+			m.MemberID, _, _ = strings.Cut(rest, " ")
+		}
+		if v, ok := strings.CutPrefix(line, "ETCD_INITIAL_CLUSTER="); ok {
+			m.Config.InitialCluster = strings.Trim(v, `"`)
+		}
+	}
+	if m.MemberID == "" || m.Config.InitialCluster == "" {
+		t.Fatalf("add learner %s: cannot read etcdctl's answer:\n%s", m.Name, out)
+	}
+	m.Config.ClusterState = "existing"
+	m.start(t)
+	m.WaitHealthy(t, 30*time.Second)
+	return m
+}
+
+// PromoteLearner promotes learner to a voting member through via, as as,
+// retrying every 200 ms for up to 30 s while etcd answers that the learner
+// is not yet in sync with the leader. With auth enabled, etcd 3.4 (and 3.5
+// before the fix of etcd issue 20757) promotes only through the leader: a
+// follower forwards the request without the user, and the client gets
+// "etcdserver: request timed out" after about 7 s; see Leader.
+func PromoteLearner(t testing.TB, via *Etcd, as *Credentials, learner *Etcd) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for try := 1; ; try++ {
+		_, err := via.Etcdctl(t, as, "member", "promote", learner.MemberID)
+		if err == nil {
+			return
+		}
+		if !strings.Contains(err.Error(), "not in sync") || time.Now().After(deadline) {
+			t.Fatalf("promote learner %s through %s (try %d): %v", learner.Name, via.Name, try, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Leader returns the member of ms that is the raft leader, asking each
+// (etcdctl endpoint status, as as) every 200 ms for up to 10 s until one
+// says it is.
+func Leader(t testing.TB, as *Credentials, ms ...*Etcd) *Etcd {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var errs []error
+		for _, m := range ms {
+			out, err := m.Etcdctl(t, as, "endpoint", "status", "-w", "json")
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			var st []struct {
+				Status struct {
+					Header struct {
+						MemberID uint64 `json:"member_id"`
+					} `json:"header"`
+					Leader uint64 `json:"leader"`
+				}
+			}
+			if err := json.Unmarshal([]byte(out), &st); err != nil || len(st) != 1 {
+				errs = append(errs, fmt.Errorf("%s: endpoint status %q: %v", m.Name, out, err))
+				continue
+			}
+			if st[0].Status.Leader != 0 && st[0].Status.Leader == st[0].Status.Header.MemberID {
+				return m
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no leader among %d members after 10 s: %v", len(ms), errors.Join(errs...))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// prepareEtcd fills cfg's defaults, issues its certificates and returns the
+// member, not started.
+func prepareEtcd(t testing.TB, cfg EtcdConfig) *Etcd {
+	t.Helper()
+	if cfg.Bin == "" {
+		cfg.Bin = EtcdBinary(t)
+	}
+	if cfg.Name == "" {
+		cfg.Name = "etcd"
+	}
+	if !cfg.Addr.IsValid() {
+		cfg.Addr = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	if cfg.ClientPort == 0 {
+		cfg.ClientPort = FreePort(t, cfg.Addr.String())
+	}
+	if cfg.PeerPort == 0 {
+		cfg.PeerPort = FreePort(t, cfg.Addr.String())
+	}
+	if cfg.ClusterState == "" {
+		cfg.ClusterState = "new"
+	}
+	useTLS := cfg.ClientTLS || cfg.PeerTLS
+	if useTLS && cfg.CA == nil {
+		t.Fatalf("etcd %s: TLS needs a CA", cfg.Name)
+	}
+	if useTLS {
+		if cfg.ServerCert == nil {
+			c := cfg.CA.Server(t, cfg.Name, []netip.Addr{cfg.Addr}, "localhost")
+			cfg.ServerCert = &c
+		}
+		if cfg.PeerCert == nil {
+			cfg.PeerCert = cfg.ServerCert
+		}
+		if cfg.AdminCert == nil {
+			c := cfg.CA.Client(t, "testenv-admin")
+			cfg.AdminCert = &c
+		}
+	}
+	m := &Etcd{Name: cfg.Name, Addr: cfg.Addr, Config: cfg}
+	m.ClientURL = urlOf(cfg.ClientTLS, cfg.Addr, cfg.ClientPort)
+	m.PeerURL = urlOf(cfg.PeerTLS, cfg.Addr, cfg.PeerPort)
+	if cfg.ClientTLS {
+		m.ServerCert, m.AdminCert, m.CAFile = cfg.ServerCert, cfg.AdminCert, cfg.ServerCert.CAFile
+	}
+	if cfg.PeerTLS {
+		m.PeerCert = cfg.PeerCert
+	}
+	return m
+}
+
+func urlOf(https bool, a netip.Addr, port int) string {
+	scheme := "http://"
+	if https {
+		scheme = "https://"
+	}
+	return scheme + netip.AddrPortFrom(a, uint16(port)).String()
+}
+
+// args returns the member's etcd command line (without the binary).
+func (m *Etcd) args(dataDir string) []string {
+	cfg := m.Config
+	args := []string{
+		"--name", cfg.Name,
+		"--data-dir", dataDir,
+		"--listen-client-urls", m.ClientURL, "--advertise-client-urls", m.ClientURL,
+		"--listen-peer-urls", m.PeerURL, "--initial-advertise-peer-urls", m.PeerURL,
+		"--initial-cluster", cfg.InitialCluster,
+		"--initial-cluster-state", cfg.ClusterState,
+	}
+	if cfg.ClientTLS {
+		args = append(args, "--cert-file", cfg.ServerCert.CertFile, "--key-file", cfg.ServerCert.KeyFile)
+		if cfg.ClientCertAuth {
+			args = append(args, "--client-cert-auth", "--trusted-ca-file", cfg.CA.CertFile)
+		}
+	}
+	if cfg.PeerTLS {
+		args = append(args, "--peer-cert-file", cfg.PeerCert.CertFile, "--peer-key-file", cfg.PeerCert.KeyFile,
+			"--peer-trusted-ca-file", cfg.CA.CertFile)
+		if cfg.PeerCertAuth {
+			args = append(args, "--peer-client-cert-auth")
+		}
+	}
+	if cfg.EnableV2 {
+		args = append(args, "--enable-v2")
+	}
+	if cfg.DisableGateway {
+		args = append(args, "--enable-grpc-gateway=false")
+	}
+	return append(args, cfg.Args...)
+}
+
+func (m *Etcd) start(t testing.TB) {
+	t.Helper()
+	m.Process = Start(t, m.Name, m.Config.Bin, m.args(filepath.Join(t.TempDir(), m.Name)), nil)
+}
+
+// HTTPClient returns the HTTP client the helpers use on the member's client
+// URL: it presents AdminCert and accepts a server certificate that chains
+// to the member's CA, whatever its names and validity period, so a member
+// deliberately given a wrong or expired certificate can still be waited
+// for and set up. Tests of what a client sees build their own client.
+func (m *Etcd) HTTPClient() (*http.Client, error) {
+	c := &http.Client{Timeout: 2 * time.Second}
+	if m.ServerCert == nil {
+		return c, nil
+	}
+	admin := *m.AdminCert
+	admin.CAFile = m.CAFile
+	cfg, err := admin.ClientTLS()
+	if err != nil {
+		return nil, fmt.Errorf("etcd %s: %w", m.Name, err)
+	}
+	roots := cfg.RootCAs
+	cfg.InsecureSkipVerify = true // replaced by VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("no server certificate")
+		}
+		leaf := cs.PeerCertificates[0]
+		at := time.Now()
+		if at.Before(leaf.NotBefore) || at.After(leaf.NotAfter) {
+			at = leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
+		}
+		_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: at})
+		return err
+	}
+	c.Transport = &http.Transport{TLSClientConfig: cfg}
+	return c, nil
+}
+
+// WaitHealthy polls the member's /health (with its client certificate
+// under TLS) every 20 ms until it reports healthy, failing the test after d
+// or when the process exits.
+func (m *Etcd) WaitHealthy(t testing.TB, d time.Duration) {
+	t.Helper()
+	c, err := m.HTTPClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	err = poll(ctx, 20*time.Millisecond, m.Process.Done(), func() error {
+		return health(ctx, c, m.ClientURL)
+	})
+	if err != nil {
+		t.Fatalf("etcd %s at %s not healthy: %v\n%s", m.Name, m.ClientURL, err, tail(m.Process.Output(), 30))
+	}
+}
+
+func health(ctx context.Context, c *http.Client, clientURL string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientURL+"/health", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	var h struct{ Health string }
+	if json.Unmarshal(b, &h) == nil && h.Health == "true" {
+		return nil
+	}
+	return fmt.Errorf("answered %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+}
+
+// EtcdctlBinary returns the etcdctl binary to test with: $ETCDCTL_BIN, or
+// /usr/bin/etcdctl from Debian's etcd-client. It skips the test when there
+// is none.
+func EtcdctlBinary(t testing.TB) string {
+	t.Helper()
+	return binary(t, "ETCDCTL_BIN", "/usr/bin/etcdctl", "etcd-client")
+}
+
+// Etcdctl runs etcdctl (v3 API) against the member's client URL with a 30 s
+// limit, over TLS with AdminCert, as user as when as is not nil, and
+// returns its combined output; its error ends with etcdctl's last line.
+func (m *Etcd) Etcdctl(t testing.TB, as *Credentials, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var cert *Cert
+	if m.AdminCert != nil {
+		c := *m.AdminCert
+		c.CAFile = m.CAFile
+		cert = &c
+	}
+	return Etcdctl(ctx, EtcdctlBinary(t), m.ClientURL, cert, as, args...)
+}
+
+// Etcdctl runs etcdctl (v3 API) with args against endpoint and returns its
+// combined output. With cert, it trusts cert.CAFile and presents
+// cert.CertFile when set; with as, it authenticates with --user and
+// --password.
+func Etcdctl(ctx context.Context, bin, endpoint string, cert *Cert, as *Credentials, args ...string) (string, error) {
+	all := []string{"--endpoints", endpoint, "--dial-timeout", "3s", "--command-timeout", "10s"}
+	if cert != nil {
+		all = append(all, "--cacert", cert.CAFile)
+		if cert.CertFile != "" {
+			all = append(all, "--cert", cert.CertFile, "--key", cert.KeyFile)
+		}
+	}
+	if as != nil {
+		all = append(all, "--user", as.Name, "--password", as.Password)
+	}
+	cmd := exec.CommandContext(ctx, bin, append(all, args...)...)
+	cmd.Env = []string{"ETCDCTL_API=3", "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("etcdctl %s: %w: %s", strings.Join(args, " "), err, lastLine(string(out)))
+	}
+	return string(out), nil
+}
+
+// lastLine is the last non-empty line of s: etcdctl's "Error: ..." after
+// its client's log lines.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
