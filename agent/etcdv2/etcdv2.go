@@ -161,13 +161,18 @@ func (w *watcher) Next(ctx context.Context) (agent.Change, error) {
 			return agent.Change{}, classify(ctx, "watch "+w.r.dir, err)
 		}
 		n := resp.Node
-		rel, ok := strings.CutPrefix(n.Key, w.r.dirKey(n.Key))
-		rel = strings.TrimPrefix(rel, "/")
-		if !ok || rel == "" {
+		dir := w.r.dirKey(n.Key)
+		if n.Key == dir {
 			if deleted(resp.Action) {
 				return agent.Change{}, fmt.Errorf("%w: %s was removed (%s)", agent.ErrNoToken, w.r.dir, resp.Action)
 			}
 			continue // the directory itself
+		}
+		rel, ok := strings.CutPrefix(n.Key, dir+"/")
+		if !ok {
+			// etcd's v2 event history matches keys by prefix: a watch of
+			// .../tok3 may be told of .../tok. Not this token's.
+			continue
 		}
 		child, _, nested := strings.Cut(rel, "/")
 		if child == "_config" {
