@@ -145,7 +145,8 @@ func (b *bootstrap) decide(ctx context.Context) (Plan, error) {
 	case b.cfg.DiscoverySRV != "":
 		return b.fromSRV(ctx)
 	}
-	return b.fromToken(ctx)
+	p, err := b.fromToken(ctx)
+	return p, refused(err, "the registry", b.cfg.DiscoveryAuth)
 }
 
 // restart is the plan of a member whose data dir holds its WAL: etcd
@@ -226,7 +227,7 @@ func (b *bootstrap) joinToken(ctx context.Context, p Plan, members []Member) (Pl
 	}
 	ms, err := runningMembers(ctx, b.deps.Peers, peers, b.deps.Clock, b.log)
 	if err != nil {
-		return Plan{}, fmt.Errorf("the running cluster of %s: %w", b.deps.Registry.Token(), err)
+		return Plan{}, refused(fmt.Errorf("the running cluster of %s: %w", b.deps.Registry.Token(), err), "its members' peer URLs", b.cfg.PeerTLS)
 	}
 	joined, err := b.joiner(b.base.Self).join(ctx, ms)
 	if err != nil {
@@ -237,7 +238,7 @@ func (b *bootstrap) joinToken(ctx context.Context, p Plan, members []Member) (Pl
 }
 
 func (b *bootstrap) joiner(self Member) joiner {
-	return joiner{self: self, as: b.cfg.JoinAs, replace: b.cfg.Replace, peers: b.deps.Peers, dial: b.deps.Cluster, clock: b.deps.Clock, log: b.log}
+	return joiner{self: self, as: b.cfg.JoinAs, replace: b.cfg.Replace, peers: b.deps.Peers, dial: b.deps.Cluster, auth: b.cfg.ClusterAuth, clock: b.deps.Clock, log: b.log}
 }
 
 // finish publishes this host's records, writes the plan and, for a new

@@ -3,7 +3,9 @@ package agent
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"strings"
 	"log/slog"
 	"os"
 
@@ -41,6 +43,36 @@ func (a Access) String() string { return fmt.Sprintf("tls=%t user=%q", a.TLS != 
 
 // GoString keeps the password out of %#v.
 func (a Access) GoString() string { return "agent.Access{" + a.String() + "}" }
+
+// describe says which files and user c uses, for a message about a
+// refusal; it names files, never what they hold.
+func (c Credentials) describe() string {
+	var parts []string
+	if c.CACert != "" {
+		parts = append(parts, "CA file "+c.CACert)
+	}
+	if c.Cert != "" {
+		parts = append(parts, "client certificate "+c.Cert+" (key "+c.Key+")")
+	}
+	if c.InsecureSkipVerify {
+		parts = append(parts, "no verification of the server's certificate")
+	}
+	if c.User != "" {
+		parts = append(parts, fmt.Sprintf("user %s (password file %s)", Quote(c.User), c.PasswordFile))
+	}
+	if len(parts) == 0 {
+		return "with no CA file, client certificate or user given"
+	}
+	return "with " + strings.Join(parts, ", ")
+}
+
+// refused adds to an access refusal which credentials what was asked with.
+func refused(err error, what string, c Credentials) error {
+	if errors.Is(err, ErrAccess) {
+		return fmt.Errorf("%w; %s was asked %s", err, what, c.describe())
+	}
+	return err
+}
 
 // validate checks what needs no I/O; field is the Config field that holds c.
 func (c Credentials) validate(field string) error {

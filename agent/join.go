@@ -107,6 +107,7 @@ type joiner struct {
 	replace bool
 	peers   Peers
 	dial    ClusterDialer
+	auth    Credentials // how dial reaches the cluster, for messages
 	clock   Clock
 	log     *slog.Logger
 }
@@ -133,7 +134,7 @@ func (j joiner) join(ctx context.Context, ms []ClusterMember) ([]Member, error) 
 	}
 	id, list, err := j.add(ctx, ms)
 	if err != nil {
-		return nil, err
+		return nil, refused(err, "the running cluster", j.auth)
 	}
 	j.log.Info("added this host to the running cluster", "member_id", FormatID(id), "peer_url", peerURL, "as", string(j.as))
 	return joinedMembers(list, id, j.self.Name), nil
@@ -160,11 +161,11 @@ func (j joiner) replaceOld(ctx context.Context, ms []ClusterMember, old ClusterM
 	}
 	c, err := j.open(ctx, ms, old.ID)
 	if err != nil {
-		return nil, err
+		return nil, refused(err, "the running cluster", j.auth)
 	}
 	defer c.Close()
 	if err := c.RemoveMember(ctx, old.ID); err != nil && !errors.Is(err, ErrMemberNotFound) {
-		return nil, fmt.Errorf("remove member %s (%s): %w", FormatID(old.ID), strings.Join(old.PeerURLs, ","), err)
+		return nil, refused(fmt.Errorf("remove member %s (%s): %w", FormatID(old.ID), strings.Join(old.PeerURLs, ","), err), "the running cluster", j.auth)
 	}
 	j.log.Warn("replaced a member that holds this host's identity and does not answer: removed it from the cluster",
 		"removed_id", FormatID(old.ID), "removed_name", old.Name, "removed_peer_urls", strings.Join(old.PeerURLs, ","), "holds", holds)

@@ -37,7 +37,7 @@ func Promote(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	ms, err := runningMembers(ctx, deps.Peers, peers, deps.Clock, b.log)
 	if err != nil {
-		return err
+		return refused(err, "the members' peer URLs", cfg.PeerTLS)
 	}
 	mine := append(slices.Clone(self.PeerURLs), b.base.Self.PeerURLs...)
 	i := slices.IndexFunc(ms, func(m ClusterMember) bool {
@@ -54,7 +54,7 @@ func Promote(ctx context.Context, cfg Config, deps Deps) error {
 	j := b.joiner(self)
 	c, err := j.open(ctx, ms, me.ID)
 	if err != nil {
-		return err
+		return refused(err, "the running cluster", cfg.ClusterAuth)
 	}
 	defer c.Close()
 	w := wait{what: fmt.Sprintf("learner %s to catch up with the leader, to promote it", FormatID(me.ID)), sched: joinBackoff, clock: deps.Clock, log: b.log}
@@ -69,7 +69,7 @@ func Promote(ctx context.Context, cfg Config, deps Deps) error {
 		return err
 	})
 	if err != nil {
-		return err
+		return refused(err, "the running cluster", cfg.ClusterAuth)
 	}
 	b.log.Info("promoted this member to a voter", "member_id", FormatID(me.ID))
 	return nil

@@ -107,7 +107,7 @@ func (b *bootstrap) srvJoin(ctx context.Context, p Plan) (*Plan, error) {
 	}
 	ms, err := b.deps.Peers.Members(ctx, others)
 	if err != nil {
-		return nil, fmt.Errorf("is the cluster in the SRV records running? %w", err)
+		return nil, refused(fmt.Errorf("is the cluster in the SRV records running? %w", err), "the members' peer URLs", b.cfg.PeerTLS)
 	}
 	if ms == nil {
 		return nil, nil

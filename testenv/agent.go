@@ -3,6 +3,7 @@ package testenv
 import (
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/envfile"
@@ -50,6 +51,16 @@ func StartHostArgs(t testing.TB, agentBin, etcdBin string, h Host, agentArgs ...
 	return Start(t, "host-"+h.Name, "/bin/sh", args, env)
 }
 
+// StartHostEtcdArgs is StartHostArgs with flags for etcd beside its env
+// file, such as its TLS files (etcd takes those from the operator, not from
+// the agent). The flags must not contain white space.
+func StartHostEtcdArgs(t testing.TB, agentBin, etcdBin string, h Host, etcdArgs, agentArgs []string) *Process {
+	t.Helper()
+	args, env := hostCommand(setprivBinary(t), agentBin, etcdBin, h.EnvFile(), agentArgs)
+	env = append(env, "ETCD_ARGS="+strings.Join(etcdArgs, " "))
+	return Start(t, "host-"+h.Name, "/bin/sh", args, env)
+}
+
 // StartNetHost runs the agent with agentArgs and then etcdBin from the env
 // file inside h's namespace, as StartHost does on loopback.
 func StartNetHost(t testing.TB, agentBin, etcdBin string, h NetHost, agentArgs ...string) *Process {
@@ -69,7 +80,7 @@ func StartNetHost(t testing.TB, agentBin, etcdBin string, h NetHost, agentArgs .
 func hostCommand(setpriv, agentBin, etcdBin, envFile string, agentArgs []string) (args, env []string) {
 	script := `"$SETPRIV" --pdeathsig KILL -- "$AGENT" "$@" || exit $?
 set -a; . "$ENV_FILE"; set +a
-"$SETPRIV" --pdeathsig KILL -- "$ETCD" & etcd=$!
+"$SETPRIV" --pdeathsig KILL -- "$ETCD" $ETCD_ARGS & etcd=$!
 trap 'kill -TERM $etcd; wait $etcd; exit 143' TERM INT
 shift
 if ! "$SETPRIV" --pdeathsig KILL -- "$AGENT" promote "$@"; then kill -TERM $etcd; wait $etcd; exit 9; fi

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
@@ -18,7 +19,8 @@ const lockTTL = 30
 
 // Cluster is agent.Cluster on client/v3.
 type Cluster struct {
-	c *clientv3.Client
+	c      *clientv3.Client
+	access agent.Access
 }
 
 var _ agent.Cluster = (*Cluster)(nil)
@@ -30,7 +32,7 @@ func Dialer(access agent.Access) agent.ClusterDialer {
 		if err != nil {
 			return nil, err
 		}
-		return &Cluster{c: c}, nil
+		return &Cluster{c: c, access: access}, nil
 	}
 }
 
@@ -67,12 +69,55 @@ func (c *Cluster) AddMember(ctx context.Context, peerURLs []string, learner bool
 	return member(resp.Member), members(resp.Members), nil
 }
 
-// PromoteMember makes the learner id a voter.
+// PromoteMember makes the learner id a voter. It asks the leader: etcd
+// 3.4 loses the user of a promote that a follower forwards when auth is
+// on, and the request times out (etcd-io/etcd#20757, fixed in 3.5 and
+// later).
 func (c *Cluster) PromoteMember(ctx context.Context, id uint64) error {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	_, err := c.c.MemberPromote(ctx, id)
-	return Classify(fmt.Sprintf("member promote %x", id), err)
+	op := fmt.Sprintf("member promote %x", id)
+	leader, err := c.leader(ctx)
+	if err != nil {
+		return Classify(op, err)
+	}
+	lc, err := Dial(ctx, []string{leader}, c.access)
+	if err != nil {
+		return err
+	}
+	defer lc.Close()
+	_, err = lc.MemberPromote(ctx, id)
+	return Classify(op, err)
+}
+
+// leader returns the client URL of the member that leads, as the
+// endpoints' status says.
+func (c *Cluster) leader(ctx context.Context) (string, error) {
+	var last error
+	for _, ep := range c.c.Endpoints() {
+		st, err := c.c.Status(ctx, ep)
+		if err != nil {
+			last = err
+			continue
+		}
+		if st.Leader == 0 {
+			return "", rpctypes.ErrNoLeader
+		}
+		if st.Header.MemberId == st.Leader {
+			return ep, nil
+		}
+		ms, err := c.c.MemberList(ctx)
+		if err != nil {
+			return "", err
+		}
+		for _, m := range ms.Members {
+			if m.ID == st.Leader && len(m.ClientURLs) > 0 {
+				return m.ClientURLs[0], nil
+			}
+		}
+		return "", fmt.Errorf("the leader %x has no client URL", st.Leader)
+	}
+	return "", last
 }
 
 // RemoveMember removes member id.
