@@ -80,6 +80,7 @@ func prepare(cfg Config, deps Deps) (*bootstrap, error) {
 		return nil, err
 	}
 	b := &bootstrap{cfg: cfg, deps: deps, log: deps.Log.With("name", cfg.Name), adv: adv}
+	b.deps.Peers.Local = listen
 	b.base = Plan{
 		Role:         RoleMember,
 		State:        "new",

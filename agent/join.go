@@ -282,9 +282,9 @@ func joinedMembers(ms []ClusterMember, id uint64, selfName string) []Member {
 func runningMembers(ctx context.Context, p Peers, peerURLs []string, clock Clock, log *slog.Logger) ([]ClusterMember, error) {
 	w := wait{what: "a member of the full token's cluster to answer on its peer URL (" + strings.Join(peerURLs, ", ") + ")", sched: joinBackoff, clock: clock, log: log}
 	return retry(ctx, w, func(ctx context.Context) ([]ClusterMember, error) {
-		ms, err := p.Members(ctx, peerURLs)
+		ms, why, err := p.members(ctx, peerURLs)
 		if err == nil && ms == nil {
-			return nil, fmt.Errorf("%w: no member answered", errNotYet)
+			return nil, fmt.Errorf("%w: no member answered (%v)", errNotYet, why)
 		}
 		return ms, err
 	})

@@ -78,11 +78,18 @@ type Peers struct {
 	// Addrs maps peer URL host names (lower case) to the addresses to
 	// dial, for names the SRV answers already resolved.
 	Addrs map[string]netip.Addr
+	// Local, when valid, is the address questions leave from: this host's
+	// own, as etcd's peers see each other. etcd checks a peer client
+	// certificate's IP addresses against the address it comes from.
+	Local netip.Addr
 }
 
 // client is an HTTP client for peer URLs, each request bounded by timeout.
 func (p Peers) client(timeout time.Duration, tlsConf *tls.Config) *http.Client {
 	var dialer net.Dialer
+	if p.Local.IsValid() && !p.Local.IsUnspecified() {
+		dialer.LocalAddr = &net.TCPAddr{IP: p.Local.AsSlice()}
+	}
 	return &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
@@ -106,9 +113,16 @@ const peerTimeout = 2 * time.Second
 
 // Members asks every peer URL at once for the cluster's member list and
 // returns the first valid answer; nil without an error when none answered
-// (no member runs). A TLS failure is ErrAccess: the peers will not answer
-// until the peer TLS settings are right.
+// (no member runs; Silence says why). A TLS failure is ErrAccess: the
+// peers will not answer until the peer TLS settings are right.
 func (p Peers) Members(ctx context.Context, peerURLs []string) ([]ClusterMember, error) {
+	ms, _, err := p.members(ctx, peerURLs)
+	return ms, err
+}
+
+// members is Members that also says why the peers that did not answer
+// did not.
+func (p Peers) members(ctx context.Context, peerURLs []string) ([]ClusterMember, error, error) {
 	type answer struct {
 		members []ClusterMember
 		err     error
@@ -124,16 +138,19 @@ func (p Peers) Members(ctx context.Context, peerURLs []string) ([]ClusterMember,
 		}()
 	}
 	var final error
+	var silent []error
 	for range peerURLs {
 		a := <-answers
 		switch {
 		case a.err == nil:
-			return a.members, nil
+			return a.members, nil, nil
 		case errors.Is(a.err, errInvalidMembers), errors.Is(a.err, ErrAccess):
 			final = a.err
+		default:
+			silent = append(silent, a.err)
 		}
 	}
-	return nil, final
+	return nil, errors.Join(silent...), final
 }
 
 func (p Peers) fetch(ctx context.Context, c *http.Client, peerURL string) ([]ClusterMember, error) {

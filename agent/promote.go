@@ -35,7 +35,7 @@ func Promote(ctx context.Context, cfg Config, deps Deps) error {
 			peers = append(peers, m.PeerURLs...)
 		}
 	}
-	ms, err := runningMembers(ctx, deps.Peers, peers, deps.Clock, b.log)
+	ms, err := runningMembers(ctx, b.deps.Peers, peers, deps.Clock, b.log)
 	if err != nil {
 		return refused(err, "the members' peer URLs", cfg.PeerTLS)
 	}
@@ -97,11 +97,12 @@ func prepareCommand(cfg Config, deps Deps) (*bootstrap, error) {
 	if deps.Clock == nil || deps.Log == nil || deps.Cluster == nil {
 		return nil, errors.New("Clock, Log and Cluster are required")
 	}
-	adv, _, err := cfg.addresses()
+	adv, listen, err := cfg.addresses()
 	if err != nil {
 		return nil, err
 	}
 	b := &bootstrap{cfg: cfg, deps: deps, log: deps.Log.With("name", cfg.Name), adv: adv}
+	b.deps.Peers.Local = listen
 	b.base = Plan{Self: Member{Name: cfg.Name, PeerURLs: []string{HostURL(cfg.Scheme, adv, cfg.PeerPort)}}}
 	return b, nil
 }
