@@ -3,11 +3,12 @@ package agent
 import (
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
-	"strings"
 	"log/slog"
 	"os"
+	"strings"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 )
@@ -104,6 +105,11 @@ func (c Credentials) Load(field string, log *slog.Logger) (Access, error) {
 			return Access{}, configError([]error{fieldErr(field+f.sub, "%v", err)})
 		}
 	}
+	if c.CACert != "" {
+		if err := checkCABundle(c.CACert); err != nil {
+			return Access{}, configError([]error{fieldErr(field+".CACert", "%v", err)})
+		}
+	}
 	if c.CACert != "" || c.Cert != "" || c.InsecureSkipVerify {
 		info := transport.TLSInfo{CertFile: c.Cert, KeyFile: c.Key, TrustedCAFile: c.CACert, InsecureSkipVerify: c.InsecureSkipVerify}
 		cfg, err := info.ClientConfig()
@@ -128,6 +134,20 @@ func (c Credentials) Load(field string, log *slog.Logger) (Access, error) {
 		a.Password = pw
 	}
 	return a, nil
+}
+
+// checkCABundle fails unless the file holds a PEM certificate: etcd's
+// loader takes a file without one for an empty trust store, which would
+// fail only at the first TLS handshake, after other writes.
+func checkCABundle(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(b) {
+		return fmt.Errorf("%s holds no PEM certificate; give the CA bundle", path)
+	}
+	return nil
 }
 
 // readSecret reads a password: the file's first line, which must not be
