@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -163,6 +164,9 @@ func (p Peers) fetch(ctx context.Context, c *http.Client, peerURL string) ([]Clu
 		if TLSFailure(err) {
 			return nil, fmt.Errorf("%w: peer %s: %w", ErrAccess, peerURL, err)
 		}
+		if nt := NotTLS(ctx, "peer", peerURL, err); nt != nil {
+			return nil, nt
+		}
 		return nil, err
 	}
 	defer resp.Body.Close()
@@ -211,4 +215,43 @@ func TLSFailure(err error) bool {
 		op  *net.OpError
 	)
 	return errors.As(err, &rec) || errors.As(err, &cv) || (errors.As(err, &op) && op.Op == "remote error")
+}
+
+// SpeaksPlainHTTP reports whether the server at hostport answers plain
+// HTTP. A TLS handshake with an etcd port that serves plain HTTP ends in a
+// bare EOF (etcd closes the connection), which looks like a server going
+// away; asking in plain HTTP tells the two apart, so that an https URL
+// for an http port fails at once instead of being retried.
+func SpeaksPlainHTTP(ctx context.Context, hostport string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", hostport)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	deadline, _ := ctx.Deadline()
+	_ = conn.SetDeadline(deadline)
+	if _, err := conn.Write([]byte("GET /version HTTP/1.0\r\n\r\n")); err != nil {
+		return false
+	}
+	b := make([]byte, 5)
+	_, err = io.ReadFull(conn, b)
+	return err == nil && string(b) == "HTTP/"
+}
+
+// notTLSError is the refusal of an https URL whose port speaks plain HTTP.
+func notTLSError(what, u string) error {
+	return fmt.Errorf("%w: %s answers plain HTTP, not TLS: use an http:// URL, or the port that serves TLS", ErrAccess, what+" "+u)
+}
+
+// NotTLS returns ErrAccess when err, from an https URL u, is an EOF and
+// the server there speaks plain HTTP; nil otherwise.
+func NotTLS(ctx context.Context, what, u string, err error) error {
+	pu, perr := url.Parse(u)
+	if perr != nil || pu.Scheme != "https" || !errors.Is(err, io.EOF) || !SpeaksPlainHTTP(ctx, pu.Host) {
+		return nil
+	}
+	return notTLSError(what, u)
 }

@@ -40,9 +40,10 @@ const RequestTimeout = 5 * time.Second
 
 // Registry is one v2 token directory.
 type Registry struct {
-	url  string // the discovery URL, byte for byte
-	dir  string // the token path D
-	keys client.KeysAPI
+	url      string // the discovery URL, byte for byte
+	endpoint string // its scheme and host
+	dir      string // the token path D
+	keys     client.KeysAPI
 }
 
 var _ agent.Registry = (*Registry)(nil)
@@ -68,7 +69,7 @@ func New(discoveryURL string, access agent.Access) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Registry{url: discoveryURL, dir: u.Path, keys: client.NewKeysAPIWithPrefix(c, "")}, nil
+	return &Registry{url: discoveryURL, endpoint: u.Scheme + "://" + u.Host, dir: u.Path, keys: client.NewKeysAPIWithPrefix(c, "")}, nil
 }
 
 // Token is the discovery URL: etcd's v2 discovery hashes it into member
@@ -116,7 +117,7 @@ func (r *Registry) Register(ctx context.Context, key, value string) (agent.Entry
 	if err == nil {
 		return entry(key, resp.Node, false), nil
 	}
-	err = classify(ctx, "register "+r.key(key), err)
+	err = classify(ctx, r.endpoint, "register "+r.key(key), err)
 	if !errors.Is(err, agent.ErrKeyExists) {
 		return agent.Entry{}, err
 	}
@@ -132,7 +133,7 @@ func (r *Registry) Remove(ctx context.Context, e agent.Entry) error {
 	rctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	defer cancel()
 	_, err := r.keys.Delete(rctx, r.key(e.Key), &client.DeleteOptions{PrevIndex: e.Modified})
-	err = classify(ctx, "remove "+r.key(e.Key), err)
+	err = classify(ctx, r.endpoint, "remove "+r.key(e.Key), err)
 	if errors.Is(err, agent.ErrNoToken) {
 		return nil // gone already
 	}
@@ -158,7 +159,7 @@ func (w *watcher) Next(ctx context.Context) (agent.Change, error) {
 	for {
 		resp, err := w.w.Next(ctx)
 		if err != nil {
-			return agent.Change{}, classify(ctx, "watch "+w.r.dir, err)
+			return agent.Change{}, classify(ctx, w.r.endpoint, "watch "+w.r.dir, err)
 		}
 		n := resp.Node
 		dir := w.r.dirKey(n.Key)
@@ -217,7 +218,7 @@ func (r *Registry) get(ctx context.Context, key, what string) (*client.Response,
 	defer cancel()
 	resp, err := r.keys.Get(rctx, key, &client.GetOptions{Quorum: false})
 	if err != nil {
-		return nil, classify(ctx, what, err)
+		return nil, classify(ctx, r.endpoint, what, err)
 	}
 	return resp, nil
 }
@@ -226,8 +227,9 @@ func (r *Registry) get(ctx context.Context, key, what string) (*client.Response,
 // codes, the client's ClusterError (every endpoint failed: transport
 // errors and 5xx), TLS failures inside it, and the request's own timeout.
 // ctx is the caller's context: when it is still alive, a deadline that
-// passed is the request's own.
-func classify(ctx context.Context, op string, err error) error {
+// passed is the request's own. An EOF from an https endpoint that speaks
+// plain HTTP is a refusal, not a fault that heals.
+func classify(ctx context.Context, endpoint, op string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -242,6 +244,9 @@ func classify(ctx context.Context, op string, err error) error {
 		for _, e := range ce.Errors {
 			if agent.TLSFailure(e) {
 				return fmt.Errorf("%s: %w: %w", op, agent.ErrAccess, e)
+			}
+			if nt := agent.NotTLS(ctx, "the registry at", endpoint, e); nt != nil {
+				return fmt.Errorf("%s: %w", op, nt)
 			}
 		}
 		return fmt.Errorf("%s: %w: %w", op, agent.ErrUnavailable, err)
@@ -278,5 +283,5 @@ func (r *Registry) Create(ctx context.Context, size int) error {
 	rctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	defer cancel()
 	_, err := r.keys.Set(rctx, r.key("_config/size"), strconv.Itoa(size), &client.SetOptions{PrevExist: client.PrevNoExist})
-	return classify(ctx, "create the token "+r.dir, err)
+	return classify(ctx, r.endpoint, "create the token "+r.dir, err)
 }

@@ -110,6 +110,9 @@ func probeTLS(ctx context.Context, endpoints []string, conf *tls.Config) error {
 		}
 		c.NextProtos = []string{"http/1.1"}
 		err = handshake(ctx, u.Host, c)
+		if nt := agent.NotTLS(ctx, "the etcd at", ep, err); nt != nil {
+			return nt
+		}
 		if err == nil || !agent.TLSFailure(err) {
 			return nil
 		}
