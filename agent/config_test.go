@@ -37,7 +37,7 @@ func TestCheckDiscoveryURL(t *testing.T) {
 func validConfig() Config {
 	return Config{
 		Name: "a", Discovery: testToken, AdvertiseAddress: "10.0.0.1", PeerPort: 2380, ClientPort: 2379, Scheme: "http",
-		DataDir: "/d", EnvFile: "/e", StateDir: "/s", Timeout: time.Minute, OnFull: OnFullExit, JoinAs: JoinAsLearner,
+		DataDir: "/d", EnvFile: "/e", StateDir: "/s", Timeout: time.Minute, OnFull: OnFullExit, JoinAs: JoinAsLearner, Output: OutputStatic,
 	}
 }
 

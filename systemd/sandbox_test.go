@@ -235,11 +235,12 @@ func installedSandbox(t *testing.T, bin, etcdUnitPath string) *sandbox {
 func (sb *sandbox) configureAgent(discovery string) {
 	sb.t.Helper()
 	example := string(readFile(sb.t, exampleEnv))
-	re := regexp.MustCompile(`(?m)^EDA_DISCOVERY=.*$`)
-	if n := len(re.FindAllString(example, -1)); n != 1 {
-		sb.t.Fatalf("%s has %d EDA_DISCOVERY= lines, want 1", exampleEnv, n)
+	// The example's v3 token goes; the sandbox's v2 token comes in.
+	re := regexp.MustCompile(`(?m)^EDA_DISCOVERY_(TOKEN|ENDPOINTS)=.*\n`)
+	if n := len(re.FindAllString(example, -1)); n != 2 {
+		sb.t.Fatalf("%s has %d EDA_DISCOVERY_TOKEN= and EDA_DISCOVERY_ENDPOINTS= lines, want 2", exampleEnv, n)
 	}
-	conf := re.ReplaceAllLiteralString(example, "EDA_DISCOVERY="+discovery)
+	conf := re.ReplaceAllLiteralString(example, "") + "EDA_DISCOVERY=" + discovery + "\n"
 	conf += "\n# Set by the sandbox test.\nEDA_NAME=" + memberName + "\nEDA_ADVERTISE_ADDRESS=127.0.0.1\n"
 	if _, err := envfile.Parse([]byte(conf)); err != nil {
 		sb.t.Fatalf("edited agent.env is not in the safe subset: %v", err)

@@ -37,7 +37,7 @@ const (
 // a flag added to the agent fails here until agent.env.example and this
 // list mention it.
 var bootstrapFlags = []string{
-	"name", "discovery", "discovery-cacert", "discovery-cert", "discovery-key",
+	"name", "discovery-token", "discovery-endpoints", "discovery", "discovery-cacert", "discovery-cert", "discovery-key",
 	"discovery-insecure-skip-tls-verify", "discovery-user", "discovery-password-file",
 	"discovery-srv", "size", "dns-resolver",
 	"cluster-token", "output", "advertise-address", "listen-address",
@@ -45,7 +45,7 @@ var bootstrapFlags = []string{
 	"data-dir", "env-file", "state-dir", "timeout", "on-full", "join-as", "replace",
 	"cluster-cacert", "cluster-cert", "cluster-key", "cluster-user", "cluster-password-file",
 	"peer-cacert", "peer-cert", "peer-key",
-	"peer-wait", "etcd-binary", "publish-server", "publish-zone",
+	"peer-wait", "etcd-binary", "etcd-version", "publish-server", "publish-zone",
 	"srv-domain", "srv-name", "tsig-key-file", "dns-ttl", "dns-check",
 	"log-level",
 }
@@ -509,8 +509,8 @@ func TestAgentEnvExample(t *testing.T) {
 		}
 		mentioned[v.Name] = true
 	}
-	if !mentioned[envName("discovery")] {
-		t.Errorf("%s does not set the required %s", exampleEnv, envName("discovery"))
+	if !mentioned[envName("discovery-token")] || !mentioned[envName("discovery-endpoints")] {
+		t.Errorf("%s does not set %s and %s, the quick start's source of the cluster", exampleEnv, envName("discovery-token"), envName("discovery-endpoints"))
 	}
 
 	// Commented-out settings must be valid once the # is removed.

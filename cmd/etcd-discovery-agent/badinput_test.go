@@ -82,7 +82,7 @@ func TestBadInputs(t *testing.T) {
 		{name: "discovery with a fragment", args: boot("--discovery", token+"#x"), code: exitUsage, says: "remove the query or fragment"},
 		{name: "discovery with a trailing slash", args: boot("--discovery", token+"/"), code: exitUsage, says: "remove the trailing slash"},
 		{name: "discovery not http", args: boot("--discovery", "ftp://127.0.0.1:1/v2/keys/discovery/t"), code: exitUsage, says: "scheme must be http or https"},
-		{name: "discovery and discovery-srv", args: boot("--discovery", token, "--discovery-srv", "example.test", "--size", "3"), code: exitUsage, says: "not both"},
+		{name: "discovery and discovery-srv", args: boot("--discovery", token, "--discovery-srv", "example.test", "--size", "3"), code: exitUsage, says: "not several"},
 		{name: "bad scheme", args: boot("--discovery", token, "--scheme", "ftp"), code: exitUsage, says: "must be http or https"},
 		{name: "peer port is the client port", args: boot("--discovery", token, "--peer-port", "2379"), code: exitUsage, says: "--client-port: 2379 is the peer port too"},
 		{name: "peer port 0", args: boot("--discovery", token, "--peer-port", "0"), code: exitUsage, says: "--peer-port: 0 is not a port"},
@@ -110,7 +110,7 @@ func TestBadInputs(t *testing.T) {
 		{name: "name not a DNS label", args: withDNS("--name", "a_b"), code: exitUsage, says: "the name becomes the DNS label"},
 		{name: "srv-name not a DNS label", args: withDNS("--srv-name", "a.b"), code: exitUsage, says: "--srv-name"},
 		{name: "srv size 0", args: boot("--discovery-srv", "example.test", "--size", "0"), code: exitUsage, says: "--size: 0: give the number of members"},
-		{name: "srv output bogus", args: srv("--output", "bogus"), code: exitUsage, says: "use static or discovery-srv"},
+		{name: "srv output bogus", args: srv("--output", "bogus"), code: exitUsage, says: "use static, discovery (v2 token), discovery-token (v3 token) or discovery-srv"},
 		{name: "srv empty cluster token", args: srv("--cluster-token", ""), code: exitUsage, says: "--cluster-token: must not be empty"},
 		{name: "srv resolver by name", args: srv("--dns-resolver", "ns1.example.test"), code: exitUsage, says: "want IP or IP:PORT"},
 

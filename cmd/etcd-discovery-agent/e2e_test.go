@@ -899,7 +899,7 @@ func TestEtcdsOwnSRVDiscoveryFromPublishedRecords(t *testing.T) {
 	}
 	procs := make([]*testenv.Process, len(hosts))
 	for i, h := range hosts {
-		procs[i] = testenv.StartNetHost(t, agentBin, etcd37, h, srvArgs(h, named, "--output", "discovery-srv")...)
+		procs[i] = testenv.StartNetHost(t, agentBin, etcd37, h, srvArgs(h, named, "--output", "discovery-srv", "--etcd-binary", etcd37)...)
 	}
 	for i, h := range hosts {
 		testenv.WaitHealthy(t, procs[i], 90*time.Second, h.ClientURL())
@@ -917,7 +917,7 @@ func TestEtcdsOwnSRVDiscoveryFromPublishedRecords(t *testing.T) {
 	// A later host joins the running 3.7 cluster: member list, lock and
 	// member add through 3.7's gateway; its env file is static (existing).
 	late := n.AddHost(t, "infra4")
-	p := testenv.StartNetHost(t, agentBin, etcd37, late, srvArgs(late, named, "--output", "discovery-srv")...)
+	p := testenv.StartNetHost(t, agentBin, etcd37, late, srvArgs(late, named, "--output", "discovery-srv", "--etcd-binary", etcd37)...)
 	testenv.WaitHealthy(t, p, 90*time.Second, late.ClientURL())
 	env = testenv.ReadEnvFile(t, late.EnvFile())
 	if env["ETCD_INITIAL_CLUSTER_STATE"] != "existing" || env["ETCD_DISCOVERY_SRV"] != "" || !strings.Contains(env["ETCD_INITIAL_CLUSTER"], "infra4=http://infra4.example.test:2380") {
