@@ -17,8 +17,9 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test: deps lint ## everything, against real etcd (installs what it needs)
+test: deps lint ## everything, against real etcd (installs what it needs), and each fuzz target for 3s
 	$(GO) test -race -count=1 -timeout 14m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 test-short: ## unit tests only: every test that starts a process skips
 	$(GO) test -short -count=1 -timeout 60s ./...
@@ -30,7 +31,8 @@ bench: deps ## every benchmark; rewrites BENCHMARKS.md (BENCH_ROUNDS=n: n rounds
 	BENCH_DOC=BENCHMARKS.md $(GO) test ./bench -run '^$$' -bench . -benchtime 1x -timeout 60m
 
 FUZZTIME    ?= 30s
-FUZZTARGETS := ./agent:FuzzQuote ./agent/envfile:FuzzRender ./cmd/etcd-discovery-agent:FuzzPrintToken
+FUZZTARGETS := ./agent:FuzzQuote ./agent:FuzzRegistryValue ./agent/etcdv2:FuzzSize ./agent/etcdv3:FuzzSize \
+               ./agent/envfile:FuzzRender ./cmd/etcd-discovery-agent:FuzzPrintToken
 
 # Go 1.26's fuzz coordinator can end a run at -fuzztime with a bare "context
 # deadline exceeded" although no input failed (go.dev/issue/75804, fixed in

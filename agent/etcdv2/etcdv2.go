@@ -85,11 +85,19 @@ func (r *Registry) Size(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := strconv.ParseUint(resp.Node.Value, 10, 31)
-	if err != nil || n == 0 {
+	n, ok := parseSize(resp.Node.Value)
+	if !ok {
 		return 0, fmt.Errorf("%w: %s/_config/size holds %s; etcd's own client reads only a positive decimal number without sign or spaces", agent.ErrBadSize, r.dir, agent.Quote(resp.Node.Value))
 	}
-	return int(n), nil
+	return n, nil
+}
+
+// parseSize reads a size as etcd's own v2 client does (strconv.ParseUint,
+// base 10), refusing too 0, which forms no cluster, and sizes beyond any
+// cluster's.
+func parseSize(v string) (int, bool) {
+	n, err := strconv.ParseUint(v, 10, 31)
+	return int(n), err == nil && n > 0
 }
 
 // List returns the children of D but _config, and the registry index.

@@ -83,11 +83,18 @@ func (r *Registry) Size(ctx context.Context) (int, error) {
 	}
 	r.lease = clientv3.LeaseID(resp.Kvs[0].Lease)
 	v := string(resp.Kvs[0].Value)
-	n, err := strconv.ParseInt(v, 10, 32)
-	if err != nil || n <= 0 {
+	n, ok := parseSize(v)
+	if !ok {
 		return 0, fmt.Errorf("%w: %s holds %s; etcd's own client reads only a positive decimal number", agent.ErrBadSize, sizeKey(r.token), agent.Quote(v))
 	}
-	return int(n), nil
+	return n, nil
+}
+
+// parseSize reads a size as etcd's own v3 client does (strconv.ParseInt,
+// base 10, positive), refusing too sizes beyond any cluster's.
+func parseSize(v string) (int, bool) {
+	n, err := strconv.ParseInt(v, 10, 32)
+	return int(n), err == nil && n > 0
 }
 
 // entry is the agent's view of one key under the members prefix, and
