@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -440,4 +441,20 @@ func Etcdctl(ctx context.Context, bin, endpoint string, cert *Cert, as *Credenti
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// PutV2 writes value at the v2 keys API URL keyURL (a plain set, as a
+// misbehaving host or an operator could), failing the test unless etcd
+// answers 2xx.
+func PutV2(t testing.TB, keyURL, value string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, keyURL, strings.NewReader(url.Values{"value": {value}}.Encode()))
+	Must(t, err, "request")
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	Must(t, err, "put %s", keyURL)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("put %s: %s", keyURL, resp.Status)
+	}
 }

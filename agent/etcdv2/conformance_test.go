@@ -3,8 +3,6 @@ package etcdv2_test
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -52,21 +50,10 @@ func (tok *v2Token) Open(t *testing.T) agent.Registry {
 	return reg
 }
 
-func put(t *testing.T, key, value string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPut, key, strings.NewReader(url.Values{"value": {value}}.Encode()))
-	testenv.Must(t, err, "request")
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
-	testenv.Must(t, err, "put %s", key)
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("put %s: %s", key, resp.Status)
-	}
+func (tok *v2Token) PutRaw(t *testing.T, key, value string) { testenv.PutV2(t, tok.url+"/"+key, value) }
+func (tok *v2Token) PutSize(t *testing.T, value string) {
+	testenv.PutV2(t, tok.url+"/_config/size", value)
 }
-
-func (tok *v2Token) PutRaw(t *testing.T, key, value string) { put(t, tok.url+"/"+key, value) }
-func (tok *v2Token) PutSize(t *testing.T, value string)     { put(t, tok.url+"/_config/size", value) }
 
 func (tok *v2Token) Restart(t *testing.T) {
 	tok.m.Process = tok.m.Process.Restart(tok.top)
@@ -76,6 +63,6 @@ func (tok *v2Token) Restart(t *testing.T) {
 // LoseHistory writes more than the 1000 events etcd's v2 store keeps.
 func (tok *v2Token) LoseHistory(t *testing.T) {
 	for i := range 1010 {
-		put(t, tok.m.ClientURL+"/v2/keys/flood/x", strings.Repeat("x", i%7))
+		testenv.PutV2(t, tok.m.ClientURL+"/v2/keys/flood/x", strings.Repeat("x", i%7))
 	}
 }

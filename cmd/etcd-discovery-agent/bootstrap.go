@@ -50,25 +50,45 @@ func bootstrapFlags(b binder, cfg *agent.Config, onFull, joinAs, etcdBinary *str
 	b.str(&cfg.DNS.Check, "DNS.Check", "dns-check", "error", "after publishing, check the records as etcd's SRV discovery will: error, warn or off")
 }
 
-func runBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
-	cfg := agent.Config{}
-	var onFull, joinAs, logLevel, etcdBinary string
-	fs := newFlagSet("bootstrap", "bootstrap [flags]")
+// agentCommand is a command that takes bootstrap's flags.
+type agentCommand struct {
+	cfg        agent.Config
+	names      flags
+	log        *slog.Logger
+	etcdBinary string
+}
+
+// parseAgentCommand parses bootstrap's flags for command name. It returns
+// the exit code to stop with, or -1 to go on.
+func parseAgentCommand(name string, args []string, stdout, stderr io.Writer, env lookupEnv) (*agentCommand, int) {
+	c := &agentCommand{}
+	var onFull, joinAs, logLevel string
+	fs := newFlagSet(name, name+" [flags]")
 	b := newBinder(fs)
-	bootstrapFlags(b, &cfg, &onFull, &joinAs, &etcdBinary)
+	bootstrapFlags(b, &c.cfg, &onFull, &joinAs, &c.etcdBinary)
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if code := parseCommand(fs, args, nil, stdout, stderr, env); code >= 0 {
-		return code
+		return nil, code
 	}
 	log, err := newLogger(stderr, logLevel)
 	if err != nil {
-		return usageError(stderr, "bootstrap", "%v", err)
+		return nil, usageError(stderr, name, "%v", err)
 	}
-	cfg.OnFull, cfg.JoinAs = agent.OnFull(onFull), agent.JoinAs(joinAs)
+	c.cfg.OnFull, c.cfg.JoinAs = agent.OnFull(onFull), agent.JoinAs(joinAs)
+	c.names, c.log = b.names, log
+	return c, -1
+}
+
+func runBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
+	c, code := parseAgentCommand("bootstrap", args, stdout, stderr, env)
+	if code >= 0 {
+		return code
+	}
+	cfg, log := c.cfg, c.log
 	if cfg.EtcdVersion == "" && (cfg.OnFull == agent.OnFullProxy || cfg.Output != agent.OutputStatic) {
-		v, err := etcdVersion(ctx, etcdBinary)
+		v, err := etcdVersion(ctx, c.etcdBinary)
 		if err != nil {
-			return b.names.fail(stderr, log, "bootstrap", fmt.Errorf("%w: %w", agent.ErrConfig, &agent.FieldError{Field: "EtcdBinary", Err: err}))
+			return c.names.fail(stderr, log, "bootstrap", fmt.Errorf("%w: %w", agent.ErrConfig, &agent.FieldError{Field: "EtcdBinary", Err: err}))
 		}
 		cfg.EtcdVersion = v
 	}
@@ -76,15 +96,15 @@ func runBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	// then the files they name, then (in Bootstrap) the addresses and the
 	// env file this host gets.
 	if err := cfg.Validate(); err != nil {
-		return b.names.fail(stderr, log, "bootstrap", err)
+		return c.names.fail(stderr, log, "bootstrap", err)
 	}
 	deps, err := bootstrapDeps(&cfg, log)
 	if err != nil {
-		return b.names.fail(stderr, log, "bootstrap", err)
+		return c.names.fail(stderr, log, "bootstrap", err)
 	}
 	plan, err := agent.Bootstrap(ctx, cfg, deps)
 	if err != nil {
-		return b.names.fail(stderr, log, "bootstrap", err)
+		return c.names.fail(stderr, log, "bootstrap", err)
 	}
 	log.Info("done", "role", plan.Role, "state", plan.State, "source", plan.Source, "env_file", cfg.EnvFile)
 	return exitOK
@@ -193,30 +213,21 @@ func etcdVersion(ctx context.Context, bin string) (string, error) {
 // flags, so that one configuration serves both (ExecStartPre= and
 // ExecStartPost= of etcd's unit).
 func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
-	cfg := agent.Config{}
-	var onFull, joinAs, logLevel, etcdBinary string
-	fs := newFlagSet("promote", "promote [bootstrap's flags]")
-	b := newBinder(fs)
-	bootstrapFlags(b, &cfg, &onFull, &joinAs, &etcdBinary)
-	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	if code := parseCommand(fs, args, nil, stdout, stderr, env); code >= 0 {
+	c, code := parseAgentCommand("promote", args, stdout, stderr, env)
+	if code >= 0 {
 		return code
 	}
-	log, err := newLogger(stderr, logLevel)
+	cluster, err := c.cfg.ClusterAuth.Load("ClusterAuth", c.log)
 	if err != nil {
-		return usageError(stderr, "promote", "%v", err)
+		return c.names.fail(stderr, c.log, "promote", err)
 	}
-	cluster, err := cfg.ClusterAuth.Load("ClusterAuth", log)
+	peer, err := c.cfg.PeerTLS.Load("PeerTLS", c.log)
 	if err != nil {
-		return b.names.fail(stderr, log, "promote", err)
+		return c.names.fail(stderr, c.log, "promote", err)
 	}
-	peer, err := cfg.PeerTLS.Load("PeerTLS", log)
-	if err != nil {
-		return b.names.fail(stderr, log, "promote", err)
-	}
-	deps := agent.Deps{Cluster: etcdv3.Dialer(cluster), Peers: agent.Peers{TLS: peer.TLS}, Clock: agent.SystemClock{}, Log: log}
-	if err := agent.Promote(ctx, cfg, deps); err != nil {
-		return b.names.fail(stderr, log, "promote", err)
+	deps := agent.Deps{Cluster: etcdv3.Dialer(cluster), Peers: agent.Peers{TLS: peer.TLS}, Clock: agent.SystemClock{}, Log: c.log}
+	if err := agent.Promote(ctx, c.cfg, deps); err != nil {
+		return c.names.fail(stderr, c.log, "promote", err)
 	}
 	return exitOK
 }

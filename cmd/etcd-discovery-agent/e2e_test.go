@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"regexp"
@@ -84,14 +83,7 @@ func waitRegistrations(t *testing.T, discovery string, n int) {
 // putRaw writes a registry key directly, as a misbehaving host could.
 func putRaw(t *testing.T, discovery, key, value string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPut, discovery+"/"+key, strings.NewReader(url.Values{"value": {value}}.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
-	testenv.Must(t, err, "put %s", key)
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("put %s: %s", key, resp.Status)
-	}
+	testenv.PutV2(t, discovery+"/"+key, value)
 }
 
 // startCluster starts every host as systemd would (agent, then etcd from
