@@ -74,6 +74,8 @@ func prepare(cfg Config, deps Deps) (*bootstrap, error) {
 		return nil, errors.New("bootstrap: a Resolver is required for SRV discovery")
 	case cfg.DNS.Enabled() && deps.Publisher == nil:
 		return nil, errors.New("bootstrap: a Publisher is required to publish records")
+	case (cfg.OnFull == OnFullJoin || cfg.DiscoverySRV != "") && deps.Cluster == nil:
+		return nil, errors.New("bootstrap: a Cluster dialer is required to join a running cluster")
 	}
 	adv, listen, err := cfg.addresses()
 	if err != nil {

@@ -87,10 +87,6 @@ type Peers struct {
 
 // client is an HTTP client for peer URLs, each request bounded by timeout.
 func (p Peers) client(timeout time.Duration, tlsConf *tls.Config) *http.Client {
-	var dialer net.Dialer
-	if p.Local.IsValid() && !p.Local.IsUnspecified() {
-		dialer.LocalAddr = &net.TCPAddr{IP: p.Local.AsSlice()}
-	}
 	return &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
@@ -98,9 +94,16 @@ func (p Peers) client(timeout time.Duration, tlsConf *tls.Config) *http.Client {
 			TLSClientConfig:   tlsConf,
 			DisableKeepAlives: true,
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				var dialer net.Dialer
 				if host, port, err := net.SplitHostPort(addr); err == nil {
 					if ip, ok := p.Addrs[strings.ToLower(host)]; ok {
 						addr = net.JoinHostPort(ip.String(), port)
+						host = ip.String()
+					}
+					// Leave from this host's own address, where the peer
+					// is of the same family.
+					if ip, err := netip.ParseAddr(host); err == nil && p.Local.IsValid() && !p.Local.IsUnspecified() && ip.Is4() == p.Local.Is4() {
+						dialer.LocalAddr = &net.TCPAddr{IP: p.Local.AsSlice()}
 					}
 				}
 				return dialer.DialContext(ctx, network, addr)
