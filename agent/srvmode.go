@@ -20,7 +20,7 @@ func (b *bootstrap) fromSRV(ctx context.Context) (p Plan, err error) {
 	}
 	formed := false
 	defer func() {
-		if err != nil && !formed && b.deps.Publisher != nil {
+		if err != nil && !formed && b.cfg.DNS.Enabled() {
 			b.withdraw(ctx, err)
 		}
 	}()

@@ -85,20 +85,37 @@ fi
 url=$("$AGENT" token new --endpoints "http://$REG_ADDR" --size ${#HOSTS[@]})
 echo "== token: $url"
 
-# run_host N ADDR AGENT-ARGS...: the agent, then etcd from its env file, as
-# systemd's ExecStartPre and ExecStart would, in the background.
+# run_host N ADDR AGENT-ARGS...: the agent's bootstrap, then etcd from its
+# env file, then the agent's promote with the same flags, as systemd's
+# ExecStartPre, ExecStart and ExecStartPost would, in the background.
 run_host() {
 	local n=$1 addr=$2 dir="$work/host$1"
 	shift 2
 	mkdir -p "$dir"
+	local flags=(--name "host$n" --advertise-address "$addr"
+		--data-dir "$dir/etcd" --env-file "$dir/etcd.env" --state-dir "$dir/state" --timeout 60s
+		--publish-server "127.0.0.1:$DNS_PORT" --publish-zone example.test --tsig-key-file "$work/dns/etcd-agents.key" "$@")
 	(
-		"$AGENT" bootstrap --name "host$n" --advertise-address "$addr" \
-			--data-dir "$dir/etcd" --env-file "$dir/etcd.env" --state-dir "$dir/state" --timeout 60s \
-			--publish-server "127.0.0.1:$DNS_PORT" --publish-zone example.test --tsig-key-file "$work/dns/etcd-agents.key" "$@"
+		"$AGENT" bootstrap "${flags[@]}" || exit $?
 		set -a; . "$dir/etcd.env"; set +a
-		exec "$ETCD"
+		"$ETCD" & etcd=$!
+		trap 'kill $etcd; wait $etcd' TERM
+		"$AGENT" promote "${flags[@]}" || { kill $etcd; wait $etcd; exit 1; }
+		wait $etcd
 	) >"$work/host$n.log" 2>&1 &
 	pids+=($!)
+}
+
+# wait_voter ADDR: wait at most 60 s until the member at ADDR is a started
+# voter (a learner answers no health check until promote made it one).
+wait_voter() {
+	for _ in $(seq 1 600); do
+		if "$ETCDCTL" --endpoints "http://${HOSTS[0]}:2379" member list 2>/dev/null | grep -q "started, host4, http://$1:2380, http://$1:2379, false"; then return 0; fi
+		sleep 0.1
+	done
+	echo "demo: $1 did not become a voter; logs are in $work" >&2
+	tail -n 20 "$work"/host4.log >&2
+	return 1
 }
 
 for i in "${!HOSTS[@]}"; do
@@ -127,8 +144,9 @@ echo "== the cluster etcd's --discovery-srv would find (etcd-discovery-agent loo
 "$AGENT" lookup --srv-domain example.test --dns-resolver "127.0.0.1:$DNS_PORT" --client
 echo
 LATE=127.0.0.14
-echo "== host4 on $LATE comes later, without a token: it finds the cluster by SRV and joins it"
+echo "== host4 on $LATE comes later, without a token: it finds the cluster by SRV, joins it as a learner, and promote makes it a voter"
 run_host 4 "$LATE" --discovery-srv example.test --size ${#HOSTS[@]} --dns-resolver "127.0.0.1:$DNS_PORT"
+wait_voter "$LATE"
 wait_healthy "http://$LATE:2379"
 grep 'msg=' "$work/host4.log" | sed 's/^time=[^ ]* //'
 echo "== member list:"
