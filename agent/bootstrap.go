@@ -183,6 +183,9 @@ func (b *bootstrap) fromCache(cached *state) Plan {
 // fromToken runs the rendezvous and decides what a host that comes after
 // the token filled does.
 func (b *bootstrap) fromToken(ctx context.Context) (Plan, error) {
+	if err := b.probe(ctx); err != nil {
+		return Plan{}, err
+	}
 	r := newRendezvous(b.deps.Registry, b.base.Self, b.deps.Clock, b.log)
 	run := r.run
 	if b.cfg.Output == OutputDiscovery {

@@ -12,6 +12,9 @@ import (
 
 // Publisher publishes and withdraws one host's DNS records.
 type Publisher interface {
+	// Probe changes nothing, and fails as Publish would on the server,
+	// the zone and the key (not on what the key may change).
+	Probe(ctx context.Context, h dnsupdate.Host) error
 	Publish(ctx context.Context, h dnsupdate.Host) error
 	Withdraw(ctx context.Context, h dnsupdate.Host) error
 }
@@ -52,6 +55,20 @@ func (b *bootstrap) publish(ctx context.Context) error {
 		return err
 	}
 	b.log.Info("published DNS records resolve as etcd will read them", "target", h.Target())
+	return nil
+}
+
+// probe checks, before the first write to the registry, that this host
+// will be able to publish: a server that does not answer, a zone it does
+// not serve or a key it does not take would otherwise be found only after
+// the token filled with this host, whose key the others then count.
+func (b *bootstrap) probe(ctx context.Context) error {
+	if !b.cfg.DNS.Enabled() {
+		return nil
+	}
+	if err := b.deps.Publisher.Probe(ctx, b.records()); err != nil {
+		return fmt.Errorf("%w: before registering, the DNS server %s: %w", ErrDNS, b.cfg.DNS.Server, err)
+	}
 	return nil
 }
 

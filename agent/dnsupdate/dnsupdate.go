@@ -70,6 +70,26 @@ func (u *Updater) Withdraw(ctx context.Context, h Host) error {
 	return u.send(ctx, "withdraw", h, withdrawMsg)
 }
 
+// Probe sends a signed UPDATE that changes nothing: its only content is
+// the prerequisite that the zone's SOA RRset exists (RFC 2136 section
+// 2.4.1, "RRset exists (value independent)"), which always holds. It
+// meets what Publish would meet before any record is looked at: a server
+// that does not answer, a zone it does not serve, a key it does not know,
+// a wrong secret or algorithm, a clock too far off. It cannot tell whether
+// the key may change h's records: servers check that per record. Errors
+// from the server are *UpdateError.
+func (u *Updater) Probe(ctx context.Context, h Host) error {
+	if err := u.check(h); err != nil {
+		return fmt.Errorf("dnsupdate: check %s: %w", h.Target(), err)
+	}
+	m := new(dns.Msg)
+	m.SetUpdate(dns.Fqdn(u.Zone))
+	m.RRsetUsed([]dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: dns.Fqdn(u.Zone), Rrtype: dns.TypeSOA}}})
+	u.sign(m)
+	r, err := u.exchange(ctx, m)
+	return u.answerError("check", h, m, r, err)
+}
+
 // publishMsg builds an UPDATE for zone that adds each of rrs to its RRset:
 // RFC 2136 section 2.5.1 "Add To An RRset" (class IN, the record's TTL),
 // with no prerequisites (section 2.4) and the zone section (section 2.3)

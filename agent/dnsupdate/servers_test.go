@@ -275,6 +275,14 @@ func TestRejects(t *testing.T) {
 func testRejects(t *testing.T, s *testenv.DNSServer) {
 	h := testHost("infra9", "127.0.0.29")
 	ctx := context.Background()
+	t.Run("probe with the right key", func(t *testing.T) {
+		if err := updater(t, s, s.KeyFile).Probe(ctx, h); err != nil {
+			t.Fatalf("Probe = %v", err)
+		}
+		if v := view(t, s.Addr, s.Zone, h); len(v.records) != 0 {
+			t.Errorf("the probe changed the zone: %q", v.records)
+		}
+	})
 	// keyProblem is what the server answers to a key it does not accept:
 	// PowerDNS answers them all alike.
 	keyProblem := func(code string, want ...string) (string, []string) {
@@ -291,18 +299,21 @@ func testRejects(t *testing.T, s *testenv.DNSServer) {
 		code, want := keyProblem("NOTAUTH/BADSIG",
 			`the server knows key "eda-test-key" but our signature did not verify`, "secret in the key file differs")
 		checkRejected(t, s, u.Publish(ctx, h), code, h, want...)
+		checkRejected(t, s, u.Probe(ctx, h), code, h, want...)
 	})
 	t.Run("unknown key name", func(t *testing.T) {
 		u := updater(t, s, s.KeyFile)
 		u.Key.Name = "no-such-key"
 		code, want := keyProblem("NOTAUTH/BADKEY", `the server does not know key "no-such-key" with algorithm hmac-sha256`)
 		checkRejected(t, s, u.Publish(ctx, h), code, h, want...)
+		checkRejected(t, s, u.Probe(ctx, h), code, h, want...)
 	})
 	t.Run("wrong algorithm", func(t *testing.T) {
 		u := updater(t, s, s.KeyFile)
 		u.Key.Algorithm = "hmac-sha512"
 		code, want := keyProblem("NOTAUTH/BADKEY", "with algorithm hmac-sha512")
 		checkRejected(t, s, u.Publish(ctx, h), code, h, want...)
+		checkRejected(t, s, u.Probe(ctx, h), code, h, want...)
 	})
 	t.Run("clock off by two hours", func(t *testing.T) {
 		u := updater(t, s, s.KeyFile)
@@ -310,6 +321,7 @@ func testRejects(t *testing.T, s *testenv.DNSServer) {
 		code, want := keyProblem("NOTAUTH/BADTIME",
 			"differ by more than the 300 s TSIG fudge", "the server's clock is 2h0m", "ahead", "NTP")
 		checkRejected(t, s, u.Publish(ctx, h), code, h, want...)
+		checkRejected(t, s, u.Probe(ctx, h), code, h, want...)
 	})
 	t.Run("zone the server does not serve", func(t *testing.T) {
 		u := updater(t, s, s.KeyFile)
@@ -317,6 +329,8 @@ func testRejects(t *testing.T, s *testenv.DNSServer) {
 		other := h
 		other.Domain = "other.test"
 		checkRejected(t, s, u.Publish(ctx, other), "NOTAUTH", h,
+			"not authoritative for zone other.test.")
+		checkRejected(t, s, u.Probe(ctx, other), "NOTAUTH", h,
 			"not authoritative for zone other.test.")
 	})
 	t.Run("name outside the zone", func(t *testing.T) {

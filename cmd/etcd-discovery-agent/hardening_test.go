@@ -440,20 +440,22 @@ func TestAHostThatFailsBeforeTheTokenFilledLeavesNoKey(t *testing.T) {
 // same key with the same value.
 func TestKeyStaysOnceTheTokenFilled(t *testing.T) {
 	named := testenv.Named(t, "example.test.")
+	// A policy that grants the key nothing the agent publishes: the probe
+	// before registering passes (it changes no record), the update after
+	// the token filled is refused.
+	narrow := named.WithPolicy(t, fmt.Sprintf(`update-policy { grant %q name only-this.example.test. TXT; };`, named.KeyName))
 	registry, _ := testenv.Registry(t)
 	discovery := newToken(t, registry, 2)
 	hosts := testenv.Hosts(t, "st", 2)
 	a, b := hosts[0], hosts[1]
-	silent := silentDNS(t)
-	first := testenv.StartAgent(t, agentBin, a, discovery, "--peer-wait", "0", "--timeout", "60s",
-		"--publish-server", silent, "--publish-zone", "example.test", "--tsig-key-file", named.KeyFile)
+	first := testenv.StartAgent(t, agentBin, a, discovery, append(dnsFlags(narrow, named.KeyFile), "--peer-wait", "0", "--timeout", "60s")...)
 	waitRegistrations(t, discovery, 1)
 	code, out, _ := runAgentEnv(t, nil, testenv.AgentArgs(b, discovery, "--peer-wait", "0", "--timeout", "30s")...)
 	if code != 0 {
 		t.Fatalf("%s: exit %d:\n%s", b.Name, code, out)
 	}
-	if code := first.Wait(t, 30*time.Second); code != exitDNS {
-		t.Fatalf("%s with a DNS server that never answers: exit %d, want %d:\n%s", a.Name, code, exitDNS, first.Output())
+	if code := first.Wait(t, 30*time.Second); code != exitDNS || !strings.Contains(first.Output(), "REFUSED") {
+		t.Fatalf("%s with an update-policy that refuses its records: exit %d, want %d naming REFUSED:\n%s", a.Name, code, exitDNS, first.Output())
 	}
 	noEnvFile(t, a)
 	wantEntries(t, discovery, hosts)
@@ -472,6 +474,35 @@ func TestKeyStaysOnceTheTokenFilled(t *testing.T) {
 		t.Errorf("ETCD_INITIAL_CLUSTER %q; want %q", got, clusterOf(a, b))
 	}
 	wantZone(t, named, []testenv.Host{a}, []testenv.Host{b})
+}
+
+// Rule 1. A DNS server that does not answer, or a key it does not take, is
+// found before registering (a probe that changes nothing): exit 7, nothing
+// registered, no record, no env file.
+func TestDNSIsProbedBeforeRegistering(t *testing.T) {
+	named := testenv.Named(t, "example.test.")
+	registry, _ := testenv.Registry(t)
+	discovery := newToken(t, registry, 2)
+	h := testenv.Hosts(t, "pr", 1)[0]
+	for _, tc := range []struct {
+		name string
+		dns  []string
+		says string
+	}{
+		{"server that never answers", []string{"--publish-server", silentDNS(t), "--publish-zone", "example.test", "--tsig-key-file", named.KeyFile}, "no answer"},
+		{"wrong secret", dnsFlags(named, named.WrongKeyFile), "BADSIG"},
+		{"zone not served", []string{"--publish-server", named.Addr, "--publish-zone", "other.test", "--tsig-key-file", named.KeyFile}, "NOTAUTH"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, took := runAgentEnv(t, nil, testenv.AgentArgs(h, discovery, append(tc.dns, "--timeout", "60s")...)...)
+			if code != exitDNS || !strings.Contains(out, "before registering") || !strings.Contains(out, tc.says) {
+				t.Errorf("exit %d after %s, want %d before registering, naming %q:\n%s", code, took, exitDNS, tc.says, out)
+			}
+			wantEntries(t, discovery, nil)
+			noEnvFile(t, h)
+		})
+	}
+	wantZone(t, named, nil, []testenv.Host{h})
 }
 
 // Rule 3. The size key is read as etcd's own client reads it: anything
@@ -828,7 +859,7 @@ func TestPermanentFaultsAreFinal(t *testing.T) {
 			}
 			noEnvFile(t, h)
 		}
-		// The token filled with this host: its key stays for the rerun.
-		wantEntries(t, discovery, []testenv.Host{h})
+		// The server was found silent before the host registered.
+		wantEntries(t, discovery, nil)
 	})
 }
