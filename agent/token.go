@@ -37,7 +37,7 @@ func NewToken(ctx context.Context, endpoints []string, prefix string, size int, 
 	var urls []string
 	for _, ep := range endpoints {
 		u, err := url.Parse(strings.TrimRight(ep, "/"))
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 			errs = append(errs, fieldErr("Endpoints", "%s is not an etcd client URL such as http://10.0.0.1:2379", Quote(ep)))
 			continue
 		}

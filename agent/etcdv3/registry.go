@@ -247,12 +247,14 @@ func (r *Registry) Create(ctx context.Context, size int, ttl time.Duration) erro
 		return err
 	}
 	var opts []clientv3.OpOption
+	lease := clientv3.NoLease
 	if ttl > 0 {
-		lease, err := c.Grant(ctx, int64((ttl+time.Second-1)/time.Second))
+		l, err := c.Grant(ctx, int64((ttl+time.Second-1)/time.Second))
 		if err != nil {
 			return Classify("grant the token's lease", err)
 		}
-		opts = append(opts, clientv3.WithLease(lease.ID))
+		lease = l.ID
+		opts = append(opts, clientv3.WithLease(lease))
 	}
 	k := sizeKey(r.token)
 	resp, err := c.Txn(ctx).
@@ -263,6 +265,9 @@ func (r *Registry) Create(ctx context.Context, size int, ttl time.Duration) erro
 		return Classify("create the token "+r.token, err)
 	}
 	if !resp.Succeeded {
+		if lease != clientv3.NoLease {
+			_, _ = c.Revoke(ctx, lease) // it holds nothing; otherwise it expires by itself
+		}
 		return fmt.Errorf("create the token %s: %w", r.token, agent.ErrKeyExists)
 	}
 	return nil
