@@ -338,16 +338,16 @@ func (c *Config) validateV3Token() error {
 		errs = append(errs, fieldErr("DiscoveryEndpoints", "required with a v3 discovery token: the client URLs of the etcd that holds it"))
 	}
 	for _, ep := range c.DiscoveryEndpoints {
-		if err := checkEndpoint(ep); err != nil {
+		if err := CheckEndpoint(ep); err != nil {
 			errs = append(errs, &FieldError{Field: "DiscoveryEndpoints", Err: err})
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// checkEndpoint accepts an etcd client URL: http or https, a host and a
+// CheckEndpoint accepts an etcd client URL: http or https, a host and a
 // port, nothing else.
-func checkEndpoint(ep string) error {
+func CheckEndpoint(ep string) error {
 	u, err := url.Parse(ep)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() == "" ||
 		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {

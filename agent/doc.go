@@ -3,10 +3,12 @@
 // protocols live in packages of their own behind small interfaces that
 // this package defines where it uses them:
 //
-//	Registry   one discovery token (agent/v2registry: etcd's v2 keys API
-//	           through go.etcd.io/etcd/client/v2)
+//	Registry   one discovery token (agent/etcdv2: etcd's v2 keys API
+//	           through go.etcd.io/etcd/client/v2; agent/etcdv3: a v3
+//	           token's key prefix through go.etcd.io/etcd/client/v3);
+//	           TokenCreator and TokenDeleter make and remove tokens
 //	Cluster    a running cluster: members, add, promote, remove, lock
-//	           (agent/etcdcluster, through go.etcd.io/etcd/client/v3)
+//	           (agent/etcdv3, through go.etcd.io/etcd/client/v3)
 //	Publisher  this host's DNS records (agent/dnsupdate, RFC 2136 + TSIG)
 //	Output     the rendering of a Plan (EnvFile, in agent/envfile's syntax)
 //
@@ -17,6 +19,9 @@
 // and the member list. The Output renders the Plan. A late host joins the
 // running cluster (join.go) through Cluster and the peer member-list probe
 // (peers.go). Every wait is a wait (retry.go): one backoff, one clock.
+// The token commands (token.go) decide the same way: CreateToken makes a
+// token create-only, ShowToken reads it by the rule every host applies,
+// DeleteToken removes one only once its cluster formed.
 //
 // Because the agent, not etcd, runs the rendezvous, the env file carries
 // ETCD_INITIAL_CLUSTER_TOKEN = the string etcd hashes into member IDs for

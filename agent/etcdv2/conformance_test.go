@@ -22,7 +22,7 @@ func TestConformance(t *testing.T) {
 			tok := &v2Token{top: top, m: m, url: m.ClientURL + "/v2/keys/discovery/" + random(t)}
 			reg, err := etcdv2.New(tok.url, agent.Access{})
 			testenv.Must(t, err, "registry")
-			testenv.Must(t, reg.Create(t.Context(), size), "create the token")
+			testenv.Must(t, reg.Create(t.Context(), size, 0), "create the token")
 			return tok
 		},
 		GoodSizes: map[string]int{"3": 3, "1": 1, "007": 7},

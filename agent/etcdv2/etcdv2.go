@@ -46,7 +46,10 @@ type Registry struct {
 	keys     client.KeysAPI
 }
 
-var _ agent.Registry = (*Registry)(nil)
+var (
+	_ agent.TokenDeleter = (*Registry)(nil)
+	_ agent.TokenCreator = (*Registry)(nil)
+)
 
 // New returns the registry of the token at discoveryURL (which
 // agent.CheckDiscoveryURL accepts), reached with access: TLS settings and
@@ -286,10 +289,28 @@ func codeError(code int) error {
 }
 
 // Create makes the token: D/_config/size, create-only, so that a token is
-// never overwritten.
-func (r *Registry) Create(ctx context.Context, size int) error {
+// never overwritten. With a ttl, D is made first, create-only, as a
+// directory that expires after ttl (rounded up to whole seconds, etcd's
+// unit) and takes the size and every registration with it.
+func (r *Registry) Create(ctx context.Context, size int, ttl time.Duration) error {
 	rctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	defer cancel()
+	if ttl > 0 {
+		ttl = (ttl + time.Second - 1).Truncate(time.Second)
+		_, err := r.keys.Set(rctx, r.dir, "", &client.SetOptions{Dir: true, TTL: ttl, PrevExist: client.PrevNoExist})
+		if err != nil {
+			return classify(ctx, r.endpoint, "create the token directory "+r.dir, err)
+		}
+	}
 	_, err := r.keys.Set(rctx, r.key("_config/size"), strconv.Itoa(size), &client.SetOptions{PrevExist: client.PrevNoExist})
 	return classify(ctx, r.endpoint, "create the token "+r.dir, err)
+}
+
+// Delete removes the token: D with its size and every registration
+// (recursively). A token that does not exist is agent.ErrNoToken.
+func (r *Registry) Delete(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
+	_, err := r.keys.Delete(rctx, r.dir, &client.DeleteOptions{Dir: true, Recursive: true})
+	return classify(ctx, r.endpoint, "delete the token "+r.dir, err)
 }

@@ -48,7 +48,10 @@ type Registry struct {
 	lease clientv3.LeaseID
 }
 
-var _ agent.Registry = (*Registry)(nil)
+var (
+	_ agent.TokenDeleter = (*Registry)(nil)
+	_ agent.TokenCreator = (*Registry)(nil)
+)
 
 // NewRegistry returns the registry of token in the etcd at endpoints. It
 // connects on the first request, within that request's wait.
@@ -245,7 +248,9 @@ func (w *watcher) Next(ctx context.Context) (agent.Change, error) {
 }
 
 // Create makes the token: its size key, create-only, held by a lease of
-// ttl when ttl is not 0, so that a token nobody uses expires.
+// ttl (rounded up to whole seconds) when ttl is not 0, so that a token
+// nobody uses expires. A token that exists is agent.ErrKeyExists, and the
+// lease granted for it is revoked again.
 func (r *Registry) Create(ctx context.Context, size int, ttl time.Duration) error {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
@@ -254,12 +259,14 @@ func (r *Registry) Create(ctx context.Context, size int, ttl time.Duration) erro
 		return err
 	}
 	var opts []clientv3.OpOption
+	lease := clientv3.NoLease
 	if ttl > 0 {
-		lease, err := c.Grant(ctx, int64((ttl+time.Second-1)/time.Second))
+		l, err := c.Grant(ctx, int64((ttl+time.Second-1)/time.Second))
 		if err != nil {
 			return Classify("grant the token's lease", err)
 		}
-		opts = append(opts, clientv3.WithLease(lease.ID))
+		lease = l.ID
+		opts = append(opts, clientv3.WithLease(lease))
 	}
 	k := sizeKey(r.token)
 	resp, err := c.Txn(ctx).
@@ -270,12 +277,18 @@ func (r *Registry) Create(ctx context.Context, size int, ttl time.Duration) erro
 		return Classify("create the token "+r.token, err)
 	}
 	if !resp.Succeeded {
+		if lease != clientv3.NoLease {
+			_, _ = c.Revoke(ctx, lease) // it holds nothing; otherwise it expires by itself
+		}
 		return fmt.Errorf("create the token %s: %w", r.token, agent.ErrKeyExists)
 	}
 	return nil
 }
 
-// Delete removes the token: its size and every registration.
+// Delete removes the token: every key under /_etcd/registry/<token>/, its
+// size and every registration, and nothing of a token whose name only
+// begins with this one's. A token that does not exist is
+// agent.ErrNoToken.
 func (r *Registry) Delete(ctx context.Context) error {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
@@ -283,6 +296,12 @@ func (r *Registry) Delete(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.Delete(ctx, tokenPrefix(r.token), clientv3.WithPrefix())
-	return Classify("delete the token "+r.token, err)
+	resp, err := c.Delete(ctx, tokenPrefix(r.token), clientv3.WithPrefix())
+	if err != nil {
+		return Classify("delete the token "+r.token, err)
+	}
+	if resp.Deleted == 0 {
+		return fmt.Errorf("delete the token %s: %w: nothing under %s", r.token, agent.ErrNoToken, tokenPrefix(r.token))
+	}
+	return nil
 }

@@ -37,6 +37,12 @@ func TestBadInputs(t *testing.T) {
 	withDNS := func(args ...string) []string {
 		return boot(append(append([]string{"--discovery", token}, dns...), args...)...)
 	}
+	v2new := func(args ...string) []string {
+		return append([]string{"token", "new", "--endpoints", "http://127.0.0.1:1", "--size", "3"}, args...)
+	}
+	v3new := func(args ...string) []string {
+		return append([]string{"token", "new", "--v3", "--endpoints", "http://127.0.0.1:1"}, args...)
+	}
 	withdraw := func(args ...string) []string {
 		return append([]string{"withdraw", "--name", "a", "--advertise-address", "127.0.0.1"}, args...)
 	}
@@ -129,6 +135,42 @@ func TestBadInputs(t *testing.T) {
 		{name: "token show unknown flag", args: []string{"token", "show", "--json", token}, code: exitUsage, says: `unknown flag ("--json")`},
 		{name: "token show not a URL", args: []string{"token", "show", "discovery"}, code: exitUsage, says: "discovery URL"},
 		{name: "token show URL with a query", args: []string{"token", "show", token + "?wait=true"}, code: exitUsage, says: "remove the query or fragment"},
+
+		// token new --v3, --token, --ttl, --print; token show and delete of
+		// v3 tokens; token delete.
+		{name: "token new v3 with a prefix", args: v3new("--size", "3", "--prefix", "/x"), code: exitUsage, says: "--prefix goes with a v2 token only"},
+		{name: "token new v3 size 0", args: v3new("--size", "0"), code: exitUsage, says: "--size: 0: a cluster needs at least one member"},
+		{name: "token new v3 no endpoints", args: []string{"token", "new", "--v3", "--size", "3"}, code: exitUsage, says: "--endpoints: give at least one"},
+		{name: "token new v3 endpoint without port", args: []string{"token", "new", "--v3", "--endpoints", "http://127.0.0.1", "--size", "3"}, code: exitUsage, says: `--endpoints: "http://127.0.0.1" is not an etcd client URL`},
+		{name: "token new v3 endpoint with a path", args: []string{"token", "new", "--v3", "--endpoints", "http://127.0.0.1:1/v3", "--size", "3"}, code: exitUsage, says: "is not an etcd client URL"},
+		{name: "token new token with a slash", args: v2new("--token", "a/b"), code: exitUsage, says: `--token: "a/b" is not one plain path segment`},
+		{name: "token new v3 token ..", args: v3new("--size", "3", "--token", ".."), code: exitUsage, says: `--token: ".." is not one plain path segment`},
+		{name: "token new v3 token with a space", args: v3new("--size", "3", "--token", "a b"), code: exitUsage, says: `--token: "a b" is not one plain path segment`},
+		{name: "token new empty token", args: v3new("--size", "3", "--token", ""), code: exitUsage, says: "--token is empty"},
+		{name: "token new empty EDA_TOKEN", args: v3new("--size", "3"), env: map[string]string{"EDA_TOKEN": ""}, code: exitUsage, says: "--token is empty"},
+		{name: "token new negative ttl", args: v2new("--ttl", "-1s"), code: exitUsage, says: "--ttl: -1s: give whole seconds, at least 1s"},
+		{name: "token new ttl under a second", args: v3new("--size", "3", "--ttl", "500ms"), code: exitUsage, says: "--ttl: 500ms: give whole seconds"},
+		{name: "token new ttl not whole seconds", args: v3new("--size", "3", "--ttl", "1500ms"), code: exitUsage, says: "--ttl: 1.5s: give whole seconds"},
+		{name: "token new ttl without unit", args: v3new("--size", "3", "--ttl", "5"), code: exitUsage, says: `--ttl is not a duration ("5")`},
+		{name: "token new bad EDA_TTL", args: v3new("--size", "3"), env: map[string]string{"EDA_TTL": "-5s"}, code: exitUsage, says: "--ttl: -5s"},
+		{name: "token new print json", args: v3new("--size", "3", "--print", "json"), code: exitUsage, says: `--print is not url or env ("json")`},
+		{name: "token new print env, a path sh would expand", args: v2new("--print", "env", "--discovery-cacert", "/etc/ca$HOME.pem"), code: exitUsage, says: "cannot be written as env file lines"},
+		{name: "token new password file without user", args: v3new("--size", "3", "--discovery-password-file", missing), code: exitUsage, says: "--discovery-user: a password file needs a user"},
+		{name: "token new missing CA file", args: v3new("--size", "3", "--discovery-cacert", missing), code: exitUsage, says: "--discovery-cacert"},
+		{name: "token show v3 without endpoints", args: []string{"token", "show", "--v3", "abc"}, code: exitUsage, says: "--v3 needs --endpoints"},
+		{name: "token show endpoints without v3", args: []string{"token", "show", "--endpoints", "http://127.0.0.1:1", token}, code: exitUsage, says: "--endpoints goes with --v3"},
+		{name: "token show v3 without token", args: []string{"token", "show", "--v3", "--endpoints", "http://127.0.0.1:1"}, code: exitUsage, says: "TOKEN missing"},
+		{name: "token show v3 token with a slash", args: []string{"token", "show", "--v3", "--endpoints", "http://127.0.0.1:1", "a/b"}, code: exitUsage, says: `token "a/b" is not one plain path segment`},
+		{name: "token show v3 bad endpoint", args: []string{"token", "show", "--v3", "--endpoints", "ftp://127.0.0.1:1", "abc"}, code: exitUsage, says: `--endpoints: "ftp://127.0.0.1:1" is not an etcd client URL`},
+		{name: "token show a v3 token without --v3", args: []string{"token", "show", "abc"}, code: exitUsage, says: "for a v3 token, give --v3 --endpoints URL TOKEN"},
+		{name: "token delete without URL", args: []string{"token", "delete"}, code: exitUsage, says: "URL missing"},
+		{name: "token delete two URLs", args: []string{"token", "delete", token, token}, code: exitUsage, says: "unexpected argument"},
+		{name: "token delete URL with a fragment", args: []string{"token", "delete", token + "#x"}, code: exitUsage, says: "remove the query or fragment"},
+		{name: "token delete endpoints without v3", args: []string{"token", "delete", "--endpoints", "http://127.0.0.1:1", token}, code: exitUsage, says: "--endpoints goes with --v3"},
+		{name: "token delete v3 token ..", args: []string{"token", "delete", "--v3", "--endpoints", "http://127.0.0.1:1", ".."}, code: exitUsage, says: `token ".." is not one plain path segment`},
+		{name: "token delete v3 empty token", args: []string{"token", "delete", "--v3", "--endpoints", "http://127.0.0.1:1", ""}, code: exitUsage, says: "TOKEN is empty"},
+		{name: "token delete force not a boolean", args: []string{"token", "delete", "--force=maybe", token}, code: exitUsage, says: `--force is not a boolean ("maybe")`},
+		{name: "token delete v3 key without user", args: []string{"token", "delete", "--v3", "--endpoints", "http://127.0.0.1:1", "--discovery-cert", missing, "abc"}, code: exitUsage, says: "--discovery-cert: a client certificate and its key go together"},
 
 		// withdraw.
 		{name: "withdraw stray", args: withdraw(append(dns, "stray")...), code: exitUsage, says: `unexpected argument ("stray")`},
@@ -255,6 +297,10 @@ func TestHelpOnceOnStdout(t *testing.T) {
 		{[]string{"help", "token", "new"}, "Usage: etcd-discovery-agent token new"},
 		{[]string{"token", "show", "--help"}, "Usage: etcd-discovery-agent token show URL"},
 		{[]string{"token", "show", "-h"}, "Usage: etcd-discovery-agent token show URL"},
+		{[]string{"token", "delete", "--help"}, "Usage: etcd-discovery-agent token delete [--force] URL"},
+		{[]string{"token", "help", "delete"}, "Usage: etcd-discovery-agent token delete [--force] URL"},
+		{[]string{"help", "token", "delete"}, "Usage: etcd-discovery-agent token delete [--force] URL"},
+		{[]string{"token", "new", "--v3", "--help"}, "Usage: etcd-discovery-agent token new [--v3]"},
 		{[]string{"withdraw", "--help"}, "Usage: etcd-discovery-agent withdraw"},
 		{[]string{"withdraw", "-h"}, "Usage: etcd-discovery-agent withdraw"},
 		{[]string{"address", "--help"}, "Usage: etcd-discovery-agent address"},

@@ -29,8 +29,14 @@ const usage = `etcd-discovery-agent: bring up etcd clusters by discovery token.
 Usage:
   etcd-discovery-agent bootstrap [flags]     register this host and write etcd's env file
   etcd-discovery-agent promote [flags]       make this host's learner a voter (after etcd started)
-  etcd-discovery-agent token new [flags]     create a discovery token, print its URL
+  etcd-discovery-agent token new [--v3] [flags]
+                                             create a discovery token, print its URL
+                                             (v2) or the token (--v3), or with
+                                             --print env a host's agent.env lines
   etcd-discovery-agent token show URL        show a token's size and registrations
+  etcd-discovery-agent token show --v3 --endpoints URL TOKEN
+  etcd-discovery-agent token delete URL      delete a token whose cluster formed
+  etcd-discovery-agent token delete --v3 --endpoints URL TOKEN
   etcd-discovery-agent withdraw [flags]      delete this host's DNS records
   etcd-discovery-agent address [flags]       print the address a template selects
   etcd-discovery-agent lookup [flags]        print the cluster DNS SRV records describe
@@ -46,8 +52,11 @@ Exit codes:
   3  the token is full without this host and --on-full=exit
   4  timed out (--timeout) waiting for the registry, the token, the SRV
      records or the running cluster (to add this host)
-  5  conflict: the name, member ID or peer URL is held by another host
-  6  the token is missing or holds invalid data (bad size, malformed entry)
+  5  conflict: the name, member ID or peer URL is held by another host;
+     token new: a token of that name exists; token delete: the token's
+     cluster has not formed (--force deletes it anyway)
+  6  the token is missing (or expired) or holds invalid data (bad size,
+     malformed entry)
   7  DNS: the update was refused or not answered, or the published records
      would mislead etcd
   8  access refused: the registry or the cluster refused the TLS settings or
@@ -101,26 +110,39 @@ func runHelp(ctx context.Context, args []string, stdout, stderr io.Writer, env l
 }
 
 const tokenUsage = `Usage:
-  etcd-discovery-agent token new [flags]     create a discovery token, print its URL
-  etcd-discovery-agent token show URL        show a token's size and registrations
+  etcd-discovery-agent token new [--v3] --endpoints URL[,URL...] --size N [flags]
+                      create a discovery token: a v2 token (a discovery URL) or,
+                      with --v3, a v3 token (etcd 3.6's --discovery-token)
+  etcd-discovery-agent token show URL
+  etcd-discovery-agent token show --v3 --endpoints URL[,URL...] TOKEN
+                      show a token's size and registrations
+  etcd-discovery-agent token delete [--force] URL
+  etcd-discovery-agent token delete [--force] --v3 --endpoints URL[,URL...] TOKEN
+                      delete a token and every registration, once its
+                      cluster formed (or with --force)
 
-Run 'etcd-discovery-agent token new --help' for its flags.
+Run 'etcd-discovery-agent token COMMAND --help' for its flags.
 `
 
 func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
 	if len(args) == 0 {
-		return usageError(stderr, "token", "subcommand missing: use 'token new' or 'token show'")
+		return usageError(stderr, "token", "subcommand missing: use 'token new', 'token show' or 'token delete'")
 	}
 	switch args[0] {
 	case "new":
 		return runTokenNew(ctx, args[1:], stdout, stderr, env)
 	case "show":
 		return runTokenShow(ctx, args[1:], stdout, stderr, env)
+	case "delete":
+		return runTokenDelete(ctx, args[1:], stdout, stderr, env)
 	case "help", "-h", "--help":
+		if len(args) > 1 {
+			return runToken(ctx, append(args[1:2], "--help"), stdout, stderr, env)
+		}
 		fmt.Fprint(stdout, tokenUsage)
 		return exitOK
 	}
-	return usageError(stderr, "token", "unknown subcommand (%s): use 'token new' or 'token show'", agent.Quote(args[0]))
+	return usageError(stderr, "token", "unknown subcommand (%s): use 'token new', 'token show' or 'token delete'", agent.Quote(args[0]))
 }
 
 func runVersion(args []string, stdout, stderr io.Writer, env lookupEnv) int {
@@ -167,6 +189,12 @@ func parseFlags(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer, env 
 // arguments named in operands besides its flags. --help (or -h) prints the
 // usage once, on stdout; every error is one line on stderr.
 func parseCommand(fs *pflag.FlagSet, args, operands []string, stdout, stderr io.Writer, env lookupEnv) int {
+	return parseCommandFunc(fs, args, func() []string { return operands }, stdout, stderr, env)
+}
+
+// parseCommandFunc is parseCommand for a command whose arguments depend on
+// its flags: operands is asked once the command line is parsed.
+func parseCommandFunc(fs *pflag.FlagSet, args []string, operandsOf func() []string, stdout, stderr io.Writer, env lookupEnv) int {
 	cmd := fs.Name()
 	// pflag prints the usage itself when it meets --help; it is printed
 	// here instead, once, to stdout.
@@ -179,15 +207,6 @@ func parseCommand(fs *pflag.FlagSet, args, operands []string, stdout, stderr io.
 		return exitOK
 	case err != nil:
 		return usageError(stderr, cmd, "%s", flagError(err, cmd))
-	case fs.NArg() > len(operands):
-		takes := "no arguments"
-		if len(operands) > 0 {
-			takes = "only " + strings.Join(operands, " ")
-		}
-		return usageError(stderr, cmd, "unexpected argument (%s): %s takes %s; run 'etcd-discovery-agent %s --help'",
-			agent.Quote(fs.Arg(len(operands))), cmd, takes, cmd)
-	case fs.NArg() < len(operands):
-		return usageError(stderr, cmd, "%s missing: run it as 'etcd-discovery-agent %s %s'", operands[fs.NArg()], cmd, strings.Join(operands, " "))
 	}
 	bad := 0
 	fs.VisitAll(func(f *pflag.Flag) {
@@ -205,6 +224,18 @@ func parseCommand(fs *pflag.FlagSet, args, operands []string, stdout, stderr io.
 	})
 	if bad > 0 {
 		return exitUsage
+	}
+	operands := operandsOf()
+	switch {
+	case fs.NArg() > len(operands):
+		takes := "no arguments"
+		if len(operands) > 0 {
+			takes = "only " + strings.Join(operands, " ")
+		}
+		return usageError(stderr, cmd, "unexpected argument (%s): %s takes %s; run 'etcd-discovery-agent %s --help'",
+			agent.Quote(fs.Arg(len(operands))), cmd, takes, cmd)
+	case fs.NArg() < len(operands):
+		return usageError(stderr, cmd, "%s missing: run it as 'etcd-discovery-agent %s %s'", operands[fs.NArg()], cmd, strings.Join(operands, " "))
 	}
 	return -1
 }
@@ -264,10 +295,19 @@ func envName(flag string) string {
 }
 
 func newFlagSet(name, synopsis string) *pflag.FlagSet {
+	return newFlagSetAbout(name, synopsis, "")
+}
+
+// newFlagSetAbout is newFlagSet for a command whose --help says what it
+// does, in about, between the synopsis and the flags.
+func newFlagSetAbout(name, synopsis, about string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: etcd-discovery-agent %s\n\n", synopsis)
+		if about != "" {
+			fmt.Fprintf(fs.Output(), "%s\n", about)
+		}
 		if fs.HasFlags() {
 			fmt.Fprintf(fs.Output(), "Flags (each also settable as %sFLAG_NAME):\n%s\n", envPrefix, fs.FlagUsages())
 		}
