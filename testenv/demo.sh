@@ -1,8 +1,9 @@
 #!/bin/bash
 # make demo: a local registry etcd, a BIND named taking TSIG-signed updates
-# for example.test, three simulated hosts on loopback addresses, each running
-# the agent (rendezvous on a token, publish its SRV records) and then etcd
-# from the env file it wrote (as systemd's ExecStartPre and ExecStart would),
+# for example.test, a v3 discovery token, three simulated hosts on loopback
+# addresses, each running the agent with the token's agent.env (rendezvous
+# on the token, publish its SRV records) and then etcd from the env file it
+# wrote (as systemd's ExecStartPre and ExecStart would),
 # then the result, also as DNS shows it; then a fourth host joins the running
 # cluster by SRV alone, without the token. Cleans up everything it started, by
 # PID, on exit.
@@ -39,8 +40,8 @@ wait_healthy() {
 	return 1
 }
 
-echo "== registry: etcd $("$ETCD" --version | sed -n 's/etcd Version: //p') with the v2 API on $REG_ADDR"
-"$ETCD" --name registry --data-dir "$work/registry" --enable-v2 \
+echo "== registry: etcd $("$ETCD" --version | sed -n 's/etcd Version: //p') on $REG_ADDR (a v3 token needs no --enable-v2)"
+"$ETCD" --name registry --data-dir "$work/registry" \
 	--listen-client-urls "http://$REG_ADDR" --advertise-client-urls "http://$REG_ADDR" \
 	--listen-peer-urls "http://$REG_PEER" --initial-advertise-peer-urls "http://$REG_PEER" \
 	--initial-cluster "registry=http://$REG_PEER" >"$work/registry.log" 2>&1 &
@@ -82,20 +83,25 @@ if ! dns_ready; then
 	exit 1
 fi
 
-url=$("$AGENT" token new --endpoints "http://$REG_ADDR" --size ${#HOSTS[@]})
-echo "== token: $url"
+"$AGENT" token new --v3 --endpoints "http://$REG_ADDR" --size ${#HOSTS[@]} --print env >"$work/agent.env"
+echo "== a v3 token; token new --v3 --print env wrote the hosts' agent.env:"
+cat "$work/agent.env"
+token=$(sed -n 's/^EDA_DISCOVERY_TOKEN=//p' "$work/agent.env")
 
-# run_host N ADDR AGENT-ARGS...: the agent's bootstrap, then etcd from its
-# env file, then the agent's promote with the same flags, as systemd's
-# ExecStartPre, ExecStart and ExecStartPost would, in the background.
+# run_host N ADDR AGENT-ENV AGENT-ARGS...: the agent's bootstrap with the
+# settings of AGENT-ENV (as the unit's EnvironmentFile= gives them), then
+# etcd from its env file, then the agent's promote with the same settings,
+# as systemd's ExecStartPre, ExecStart and ExecStartPost would, in the
+# background.
 run_host() {
-	local n=$1 addr=$2 dir="$work/host$1"
-	shift 2
+	local n=$1 addr=$2 agentenv=$3 dir="$work/host$1"
+	shift 3
 	mkdir -p "$dir"
 	local flags=(--name "host$n" --advertise-address "$addr"
 		--data-dir "$dir/etcd" --env-file "$dir/etcd.env" --state-dir "$dir/state" --timeout 60s
 		--publish-server "127.0.0.1:$DNS_PORT" --publish-zone example.test --tsig-key-file "$work/dns/etcd-agents.key" "$@")
 	(
+		set -a; . "$agentenv"; set +a
 		"$AGENT" bootstrap "${flags[@]}" || exit $?
 		set -a; . "$dir/etcd.env"; set +a
 		"$ETCD" & etcd=$!
@@ -120,7 +126,7 @@ wait_voter() {
 
 for i in "${!HOSTS[@]}"; do
 	echo "== host$((i + 1)) on ${HOSTS[$i]}: etcd-discovery-agent bootstrap (token, then DNS), then etcd from its env file"
-	run_host $((i + 1)) "${HOSTS[$i]}" --discovery "$url"
+	run_host $((i + 1)) "${HOSTS[$i]}" "$work/agent.env"
 done
 for addr in "${HOSTS[@]}"; do wait_healthy "http://$addr:2379"; done
 
@@ -134,7 +140,7 @@ echo
 echo "== member list:"
 "$ETCDCTL" --endpoints "http://${HOSTS[0]}:2379" member list -w table
 echo "== token:"
-"$AGENT" token show "$url"
+"$AGENT" token show --v3 --endpoints "http://$REG_ADDR" "$token"
 echo
 echo "== SRV records the hosts published (dig):"
 dig +noall +answer -p "$DNS_PORT" @127.0.0.1 _etcd-server._tcp.example.test SRV
@@ -145,7 +151,7 @@ echo "== the cluster etcd's --discovery-srv would find (etcd-discovery-agent loo
 echo
 LATE=127.0.0.14
 echo "== host4 on $LATE comes later, without a token: it finds the cluster by SRV, joins it as a learner, and promote makes it a voter"
-run_host 4 "$LATE" --discovery-srv example.test --size ${#HOSTS[@]} --dns-resolver "127.0.0.1:$DNS_PORT"
+run_host 4 "$LATE" /dev/null --discovery-srv example.test --size ${#HOSTS[@]} --dns-resolver "127.0.0.1:$DNS_PORT"
 wait_voter "$LATE"
 wait_healthy "http://$LATE:2379"
 grep 'msg=' "$work/host4.log" | sed 's/^time=[^ ]* //'
