@@ -99,12 +99,18 @@ func sandboxBootstrapAndReboot(t *testing.T, bin, etcdUnitPath string) {
 	sb := installedSandbox(t, bin, etcdUnitPath)
 
 	sb.mustSystemctl("start", registryUnit)
-	out, errOut, code := sb.exec(30*time.Second, "", agentBin, "token", "new", "--endpoints", registryURL, "--size", "1")
-	token := strings.TrimSpace(out)
-	if code != 0 || strings.Contains(token, "\n") || !strings.HasPrefix(token, registryURL+"/v2/keys/discovery/") {
-		t.Fatalf("token new: exit %d, printed %q, want one discovery URL under %s; stderr:\n%s", code, out, registryURL, errOut)
+	// The quick start: a v3 token, and the lines of agent.env it prints.
+	out, errOut, code := sb.exec(30*time.Second, "", agentBin, "token", "new", "--v3", "--endpoints", registryURL, "--size", "1", "--print", "env")
+	vars, err := envfile.Parse([]byte(out))
+	tokenVars := map[string]string{}
+	for _, v := range vars {
+		tokenVars[v.Name] = v.Value
 	}
-	sb.configureAgent(token)
+	token := tokenVars["EDA_DISCOVERY_TOKEN"]
+	if code != 0 || err != nil || token == "" || tokenVars["EDA_DISCOVERY_ENDPOINTS"] != registryURL {
+		t.Fatalf("token new --v3 --print env: exit %d, printed %q (%v), want EDA_DISCOVERY_TOKEN and EDA_DISCOVERY_ENDPOINTS=%s; stderr:\n%s", code, out, err, registryURL, errOut)
+	}
+	sb.configureAgent(out)
 
 	// First boot: the agent registers, etcd starts a new cluster.
 	sb.mustSystemctl("start", "etcd.service")
@@ -166,7 +172,7 @@ func sandboxMissingToken(t *testing.T, bin, etcdUnitPath string) {
 
 	sb.mustSystemctl("start", registryUnit)
 	// A well-formed token that was never created.
-	sb.configureAgent(registryURL + "/v2/keys/discovery/0123456789abcdef0123456789abcdef")
+	sb.configureAgent("EDA_DISCOVERY_TOKEN=0123456789abcdef0123456789abcdef\nEDA_DISCOVERY_ENDPOINTS=" + registryURL + "\n")
 
 	out, code := sb.systemctl("start", "etcd.service")
 	if code == 0 {
@@ -232,15 +238,16 @@ func installedSandbox(t *testing.T, bin, etcdUnitPath string) *sandbox {
 // configureAgent edits /etc/etcd-discovery-agent/agent.env (installed from
 // agent.env.example) as an operator would: the discovery URL, the name and
 // the address.
-func (sb *sandbox) configureAgent(discovery string) {
+// configureAgent writes agent.env: the example, its token replaced by the
+// lines token (what token new --print env prints).
+func (sb *sandbox) configureAgent(token string) {
 	sb.t.Helper()
 	example := string(readFile(sb.t, exampleEnv))
-	// The example's v3 token goes; the sandbox's v2 token comes in.
 	re := regexp.MustCompile(`(?m)^EDA_DISCOVERY_(TOKEN|ENDPOINTS)=.*\n`)
 	if n := len(re.FindAllString(example, -1)); n != 2 {
 		sb.t.Fatalf("%s has %d EDA_DISCOVERY_TOKEN= and EDA_DISCOVERY_ENDPOINTS= lines, want 2", exampleEnv, n)
 	}
-	conf := re.ReplaceAllLiteralString(example, "") + "EDA_DISCOVERY=" + discovery + "\n"
+	conf := re.ReplaceAllLiteralString(example, "") + token
 	conf += "\n# Set by the sandbox test.\nEDA_NAME=" + memberName + "\nEDA_ADVERTISE_ADDRESS=127.0.0.1\n"
 	if _, err := envfile.Parse([]byte(conf)); err != nil {
 		sb.t.Fatalf("edited agent.env is not in the safe subset: %v", err)
