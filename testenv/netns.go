@@ -80,6 +80,13 @@ func NewNetwork(t testing.TB) *Network {
 // killed.
 func lockNetworks(t testing.TB) {
 	t.Helper()
+	release := takeNetworkLock(t)
+	t.Cleanup(release) // registered before the network's, so it runs after them
+}
+
+// takeNetworkLock waits for the network lock and returns its release.
+func takeNetworkLock(t testing.TB) (release func()) {
+	t.Helper()
 	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "eda-test-network.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +94,7 @@ func lockNetworks(t testing.TB) {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { lock.Close() }) // registered before the network's, so it runs after them
+	return func() { lock.Close() }
 }
 
 // buildNetwork is NewNetwork once the test holds the network lock.

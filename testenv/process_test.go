@@ -240,6 +240,47 @@ func TestNetworkAfterAKilledRun(t *testing.T) {
 	NamedBinary(t)
 	EtcdBinary(t)
 	setprivBinary(t)
+	// Between the kill and this test taking the network lock, another test
+	// process may take it first and clear the leftovers itself (what is
+	// tested here, but then not seen): try again, a few times.
+	var id string
+	var leftovers func() []string
+	for try := 1; ; try++ {
+		id = killedNetwork(t)
+		// Under the lock no other test process changes the network while
+		// this test looks at the leftovers and builds its own.
+		release := takeNetworkLock(t)
+		leftovers = func() []string { return networkLeftovers(t, id) }
+		got := leftovers()
+		if len(got) == 7 {
+			t.Cleanup(release)
+			break
+		}
+		release()
+		if len(got) == 0 && try < 3 {
+			t.Logf("another test process cleared the killed run's network first (try %d); again", try)
+			continue
+		}
+		t.Fatalf("the killed run left %q; want its 3 namespaces, 2 /etc/netns entries, link and route", got)
+	}
+
+	n := buildNetwork(t)
+	if got := leftovers(); len(got) != 0 {
+		t.Errorf("after building a new network, the killed run's %q are still there", got)
+	}
+	named := n.Named(t, "example.test.")
+	a := n.AddHost(t, "a")
+	named.MustUpdate(t, "update add a.example.test. 60 A "+a.Addr.String())
+	if out := n.execIn(t, a.NS, "dig", "+short", "+time=2", "+tries=1", "a.example.test", "A"); out != a.Addr.String() {
+		t.Errorf("host a resolved a.example.test to %q through the new network; want %s", out, a.Addr)
+	}
+}
+
+// killedNetwork runs a helper that builds a network and starts processes
+// in it, kills it, checks that its processes died with it, and returns
+// the network's ID.
+func killedNetwork(t *testing.T) string {
+	t.Helper()
 	// The helper waits for the network lock as long as other test
 	// processes hold it.
 	helper, lines := startHelper(t, "net", 5*time.Minute)
@@ -258,51 +299,37 @@ func TestNetworkAfterAKilledRun(t *testing.T) {
 		wantProc{"sh", "", "helper"},
 		wantProc{"sleep", "3604", "sh"})
 	killAndCheck(t, helper, tree)
+	return id
+}
 
-	// Under the lock no other test process changes the network while this
-	// test looks at the leftovers and builds its own.
-	lockNetworks(t)
-	leftovers := func() []string {
-		var found []string
-		out, err := exec.Command("ip", "netns", "list").Output()
-		if err != nil {
-			t.Fatalf("ip netns list: %v", err)
-		}
-		for _, ns := range []string{id + "-r", id + "-h1", id + "-h2"} {
-			if strings.Contains("\n"+string(out), "\n"+ns+" ") || strings.Contains("\n"+string(out), "\n"+ns+"\n") {
-				found = append(found, "namespace "+ns)
-			}
-		}
-		for _, p := range []string{"/sys/class/net/" + id + "-t", "/etc/netns/" + id + "-h1", "/etc/netns/" + id + "-h2"} {
-			if _, err := os.Stat(p); err == nil {
-				found = append(found, p)
-			} else if !errors.Is(err, fs.ErrNotExist) {
-				t.Fatal(err)
-			}
-		}
-		route, err := exec.Command("ip", "route", "show", "exact", networkPrefix).Output()
-		if err != nil {
-			t.Fatalf("ip route: %v", err)
-		}
-		if strings.Contains(string(route), id+"-t") {
-			found = append(found, "route "+strings.TrimSpace(string(route)))
-		}
-		return found
+// networkLeftovers lists what of network id is still on the host.
+func networkLeftovers(t *testing.T, id string) []string {
+	t.Helper()
+	var found []string
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatalf("ip netns list: %v", err)
 	}
-	if got := leftovers(); len(got) != 7 {
-		t.Fatalf("the killed run left %q; want its 3 namespaces, 2 /etc/netns entries, link and route", got)
+	for _, ns := range []string{id + "-r", id + "-h1", id + "-h2"} {
+		if strings.Contains("\n"+string(out), "\n"+ns+" ") || strings.Contains("\n"+string(out), "\n"+ns+"\n") {
+			found = append(found, "namespace "+ns)
+		}
 	}
-
-	n := buildNetwork(t)
-	if got := leftovers(); len(got) != 0 {
-		t.Errorf("after building a new network, the killed run's %q are still there", got)
+	for _, p := range []string{"/sys/class/net/" + id + "-t", "/etc/netns/" + id + "-h1", "/etc/netns/" + id + "-h2"} {
+		if _, err := os.Stat(p); err == nil {
+			found = append(found, p)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
 	}
-	named := n.Named(t, "example.test.")
-	a := n.AddHost(t, "a")
-	named.MustUpdate(t, "update add a.example.test. 60 A "+a.Addr.String())
-	if out := n.execIn(t, a.NS, "dig", "+short", "+time=2", "+tries=1", "a.example.test", "A"); out != a.Addr.String() {
-		t.Errorf("host a resolved a.example.test to %q through the new network; want %s", out, a.Addr)
+	route, err := exec.Command("ip", "route", "show", "exact", networkPrefix).Output()
+	if err != nil {
+		t.Fatalf("ip route: %v", err)
 	}
+	if strings.Contains(string(route), id+"-t") {
+		found = append(found, "route "+strings.TrimSpace(string(route)))
+	}
+	return found
 }
 
 // Only names that NewNetwork makes count as its leftovers.
