@@ -434,7 +434,7 @@ func TestMatrixRefusals(t *testing.T) {
 	type refusal struct {
 		name    string
 		tok     matrixToken
-		version string // of the local etcd; "" for the missing binary
+		version string // of the local etcd; "" when there is none to give
 		flags   []string
 		says    string
 	}
@@ -451,6 +451,7 @@ func TestMatrixRefusals(t *testing.T) {
 		refusal{"no_etcd_binary_discovery-token", v3tok, "", []string{"--output", "discovery-token"}, "cannot ask"},
 		refusal{"no_etcd_binary_discovery", v2tok, "", []string{"--output", "discovery"}, "cannot ask"},
 		refusal{"no_etcd_binary_proxy", v2tok, "", []string{"--on-full", "proxy"}, "cannot ask"},
+		refusal{"unreadable_etcd_version", v3tok, "", []string{"--etcd-version", "latest", "--output", "discovery-token"}, "is not an etcd version such as 3.7.3"},
 	)
 	hosts := testenv.Hosts(t, "no", 2*len(cases))
 	for i, tc := range cases {
