@@ -316,13 +316,13 @@ func TestMatrixStatic(t *testing.T) {
 	}
 }
 
-// Agent hosts and etcd's own v3 discovery (native members started with
-// --discovery-token and --discovery-endpoints, no agent) on one token form
-// one cluster: both register under the member ID of their peer URL and the
-// token, and read the token alike.
+// Agent hosts and etcd's own discovery (native members started with
+// --discovery-token and --discovery-endpoints, or --discovery, and no
+// agent) on one token form one cluster: both register under the member ID
+// of their peer URL and the token, and read the token alike.
 func TestMatrixInterop(t *testing.T) {
-	agent37, agent36 := matrixMember{version: "3.7"}, matrixMember{version: "3.6"}
-	native36, native37 := matrixMember{version: "3.6", native: true}, matrixMember{version: "3.7", native: true}
+	agent35, agent36, agent37 := matrixMember{version: "3.5"}, matrixMember{version: "3.6"}, matrixMember{version: "3.7"}
+	native35, native36, native37 := matrixMember{version: "3.5", native: true}, matrixMember{version: "3.6", native: true}, matrixMember{version: "3.7", native: true}
 	for _, tc := range []struct {
 		name     string
 		registry registryKind
@@ -330,6 +330,9 @@ func TestMatrixInterop(t *testing.T) {
 	}{
 		{"2agents3.7_native3.7_v3@3.4", v3On34, []matrixMember{agent37, agent37, native37}},
 		{"agent3.6_native3.6_native3.7_v3@3.7", v3On37, []matrixMember{agent36, native36, native37}},
+		// etcd's own v2 discovery (--discovery), which 3.5 and 3.6 still have.
+		{"2agents3.5_native3.5_v2@3.5", v2On35, []matrixMember{agent35, agent35, native35}},
+		{"agent3.6_native3.5_native3.6_v2@3.5", v2On35, []matrixMember{agent36, native35, native36}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -520,9 +523,65 @@ func bootstrapAll(t *testing.T, hosts []testenv.Host, start []startFn, args func
 
 // etcdFromEnvFile starts bin from h's env file, as etcd's unit does
 // (sh: set -a; . FILE; exec etcd), without the agent's promote after it.
-func etcdFromEnvFile(t *testing.T, start startFn, h testenv.Host, bin string) *testenv.Process {
+func etcdFromEnvFile(t *testing.T, start startFn, h testenv.Host, bin string, args ...string) *testenv.Process {
 	t.Helper()
-	return start(t, "etcd-"+h.Name, "/bin/sh", []string{"-c", `set -a; . "$1"; set +a; shift; exec "$@"`, "sh", h.EnvFile(), bin}, nil)
+	return start(t, "etcd-"+h.Name, "/bin/sh", append([]string{"-c", `set -a; . "$1"; set +a; shift; exec "$@"`, "sh", h.EnvFile(), bin}, args...), nil)
+}
+
+// --on-full proxy: a host that comes after the token filled becomes an
+// etcd v2 proxy of its cluster, where etcd still has one (3.4 and 3.5).
+// The member serves the v2 API (--enable-v2) so that the proxy has
+// something to forward: a key written through one is read through the
+// other.
+func TestMatrixProxy(t *testing.T) {
+	for _, tc := range []struct {
+		member   string
+		registry registryKind
+	}{
+		{"3.5", v2On35},
+		{"3.4", v3On34},
+	} {
+		t.Run("etcd"+tc.member+"_"+tc.registry.String(), func(t *testing.T) {
+			t.Parallel()
+			tok := newMatrixToken(t, tc.registry, 1)
+			hosts := testenv.Hosts(t, "x", 2)
+			member, proxy := hosts[0], hosts[1]
+			bin := etcdBin(t, tc.member)
+			bootstrapAll(t, hosts[:1], []startFn{testenv.Start}, func(int) []string { return matrixArgs(member, tok) })
+			m := etcdFromEnvFile(t, testenv.Start, member, bin, "--enable-v2")
+			testenv.WaitHealthy(t, m, 60*time.Second, member.ClientURL())
+			bootstrapAll(t, hosts[1:], []startFn{testenv.Start}, func(int) []string {
+				return matrixArgs(proxy, tok, "--on-full", "proxy", "--etcd-binary", bin)
+			})
+			if env := testenv.ReadEnvFile(t, proxy.EnvFile()); env["ETCD_PROXY"] != "on" || env["ETCD_INITIAL_CLUSTER"] != member.Name+"="+member.PeerURL() {
+				t.Fatalf("proxy's env file: %v", env)
+			}
+			p := etcdFromEnvFile(t, testenv.Start, proxy, bin)
+			waitFor(t, 30*time.Second, "the proxy serves", func() bool {
+				resp, err := http.Get(proxy.ClientURL() + "/version")
+				if err != nil {
+					return false
+				}
+				resp.Body.Close()
+				return resp.StatusCode == http.StatusOK
+			})
+			for _, c := range []struct{ key, from, to string }{
+				{"through-the-proxy", proxy.ClientURL(), member.ClientURL()},
+				{"to-the-member", member.ClientURL(), proxy.ClientURL()},
+			} {
+				putRaw(t, c.from+"/v2/keys", c.key, "value-"+c.key)
+				if got, status := v2Value(t, c.to, c.key); got != "value-"+c.key {
+					t.Errorf("put %s at %s, read %q (%s) at %s; want %q", c.key, c.from, got, status, c.to, "value-"+c.key)
+				}
+			}
+			if out := p.Output(); strings.Contains(out, "unrecognized environment variable") {
+				t.Errorf("the proxy's etcd did not know a variable of its environment:\n%s", out)
+			}
+			if n := tok.registered(t); n != 1 {
+				t.Errorf("the token holds %d registrations, want 1", n)
+			}
+		})
+	}
 }
 
 // What the refusals of outputs prevent, shown with the check bypassed by
