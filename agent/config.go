@@ -286,7 +286,7 @@ func (c *Config) Validate() error {
 	case OnFullProxy:
 		switch v, ok := c.etcdVersion(); {
 		case !ok:
-			add(fieldErr("EtcdVersion", "the etcd version decides whether a v2 proxy can run: give it, or the etcd binary this host runs"))
+			add(c.unknownVersion("whether a v2 proxy can run"))
 		case !v.before(3, 6):
 			add(fieldErr("OnFull", "proxy: etcd %s has no v2 proxy (removed in 3.6); let the host exit or join", c.EtcdVersion))
 		}
@@ -418,7 +418,7 @@ func (c *Config) validateOutput() error {
 	}
 	v, ok := c.etcdVersion()
 	if !ok {
-		return fieldErr("EtcdVersion", "the etcd version decides whether etcd can read output %s: give it, or the etcd binary this host runs", c.Output)
+		return c.unknownVersion("whether etcd can read output " + c.Output)
 	}
 	switch {
 	case c.Output == OutputDiscovery && !v.before(3, 7):
@@ -440,10 +440,21 @@ func (v version) before(major, minor int) bool {
 	return v.major < major || v.major == major && v.minor < minor
 }
 
+// etcdVersion reads EtcdVersion as etcd --version prints it (3.7.3) or
+// as its releases are tagged (v3.7.3).
 func (c *Config) etcdVersion() (version, bool) {
 	var v version
-	_, err := fmt.Sscanf(c.EtcdVersion, "%d.%d", &v.major, &v.minor)
+	_, err := fmt.Sscanf(strings.TrimPrefix(c.EtcdVersion, "v"), "%d.%d", &v.major, &v.minor)
 	return v, err == nil
+}
+
+// unknownVersion is the error for an EtcdVersion, missing or unreadable,
+// that decides what.
+func (c *Config) unknownVersion(what string) error {
+	if c.EtcdVersion != "" {
+		return fieldErr("EtcdVersion", "%s is not an etcd version such as 3.7.3; the version decides %s", Quote(c.EtcdVersion), what)
+	}
+	return fieldErr("EtcdVersion", "the etcd version decides %s: give it, or the etcd binary this host runs", what)
 }
 
 // source names where the cluster comes from, for the state cache.

@@ -75,3 +75,32 @@ func TestValidateNamesFields(t *testing.T) {
 		}
 	}
 }
+
+// The etcd version decides which outputs and on-full choices can work; it
+// is read as etcd --version prints it or as releases are tagged, and a
+// value that is no version is named.
+func TestEtcdVersionDecides(t *testing.T) {
+	for _, tc := range []struct {
+		version, output string
+		onFull          OnFull
+		bad             string
+	}{
+		{"3.4.23", OutputDiscovery, OnFullProxy, ""},
+		{"v3.6.16", OutputDiscovery, OnFullExit, ""},
+		{"3.7.3", OutputDiscovery, OnFullExit, "removed in 3.7"},
+		{"v3.7.3", OutputDiscovery, OnFullExit, "removed in 3.7"},
+		{"3.6.16", OutputStatic, OnFullProxy, "removed in 3.6"},
+		{"", OutputStatic, OnFullExit, ""},
+		{"", OutputDiscovery, OnFullExit, "give it, or the etcd binary"},
+		{"", OutputStatic, OnFullProxy, "give it, or the etcd binary"},
+		{"banana", OutputDiscovery, OnFullExit, `"banana" is not an etcd version`},
+		{"latest", OutputStatic, OnFullProxy, `"latest" is not an etcd version`},
+	} {
+		c := validConfig()
+		c.EtcdVersion, c.Output, c.OnFull = tc.version, tc.output, tc.onFull
+		err := c.Validate()
+		if (err != nil) != (tc.bad != "") || err != nil && !strings.Contains(err.Error(), tc.bad) {
+			t.Errorf("version %q, output %s, on-full %s: %v; want %q", tc.version, tc.output, tc.onFull, err, tc.bad)
+		}
+	}
+}
