@@ -280,7 +280,7 @@ func joinedMembers(ms []ClusterMember, id uint64, selfName string) []Member {
 // runningMembers asks the peers for the member list of the cluster they
 // form, waiting (within ctx) until one answers.
 func runningMembers(ctx context.Context, p Peers, peerURLs []string, clock Clock, log *slog.Logger) ([]ClusterMember, error) {
-	w := wait{what: "a member of the full token's cluster to answer on its peer URL (" + strings.Join(peerURLs, ", ") + ")", sched: joinBackoff, clock: clock, log: log}
+	w := wait{what: "a member of the cluster to answer on its peer URL (" + strings.Join(peerURLs, ", ") + ")", sched: joinBackoff, clock: clock, log: log}
 	return retry(ctx, w, func(ctx context.Context) ([]ClusterMember, error) {
 		ms, why, err := p.members(ctx, peerURLs)
 		if err == nil && ms == nil {

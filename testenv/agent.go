@@ -81,9 +81,10 @@ func hostCommand(setpriv, agentBin, etcdBin, envFile string, agentArgs []string)
 	script := `"$SETPRIV" --pdeathsig KILL -- "$AGENT" "$@" || exit $?
 set -a; . "$ENV_FILE"; set +a
 "$SETPRIV" --pdeathsig KILL -- "$ETCD" $ETCD_ARGS & etcd=$!
-trap 'kill -TERM $etcd; wait $etcd; exit 143' TERM INT
 shift
-if ! "$SETPRIV" --pdeathsig KILL -- "$AGENT" promote "$@"; then kill -TERM $etcd; wait $etcd; exit 9; fi
+"$SETPRIV" --pdeathsig KILL -- "$AGENT" promote "$@" & promote=$!
+trap 'kill -TERM $etcd $promote 2>/dev/null; wait $etcd; exit 143' TERM INT
+if ! wait $promote; then kill -TERM $etcd; wait $etcd; exit 9; fi
 wait $etcd`
 	return append([]string{"-c", script, "sh"}, agentArgs...),
 		[]string{"SETPRIV=" + setpriv, "AGENT=" + agentBin, "ENV_FILE=" + envFile, "ETCD=" + etcdBin}

@@ -200,11 +200,11 @@ func etcdVersion(ctx context.Context, bin string) (string, error) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, "--version").Output()
 	if err != nil {
-		return "", fmt.Errorf("cannot ask %s for its version: %w; give the etcd binary this host runs", bin, err)
+		return "", fmt.Errorf("cannot ask %s for its version: %w; give the etcd binary this host runs, or its version with --etcd-version", bin, err)
 	}
 	m := etcdVersionRE.FindSubmatch(out)
 	if m == nil {
-		return "", fmt.Errorf("cannot ask %s for its version: its --version printed no 'etcd Version:' line; give the etcd binary this host runs", bin)
+		return "", fmt.Errorf("cannot ask %s for its version: its --version printed no 'etcd Version:' line; give the etcd binary this host runs, or its version with --etcd-version", bin)
 	}
 	return string(m[1]), nil
 }

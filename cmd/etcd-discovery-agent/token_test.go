@@ -32,16 +32,16 @@ type tokenKind struct {
 	access   agent.Access // the same, for the test's own reads and writes
 }
 
-// registryKind names a kind of token and starts its registry.
-type registryKind struct {
+// tokenRegistry names a kind of token and starts its registry.
+type tokenRegistry struct {
 	name  string
 	start func(t *testing.T) tokenKind
 }
 
 // tokenKinds are the plain kinds: a v2 token on etcd 3.4 (--enable-v2), a
 // v3 token on etcd 3.4's v3 API and on etcd 3.7.
-func tokenKinds() []registryKind {
-	return []registryKind{
+func tokenKinds() []tokenRegistry {
+	return []tokenRegistry{
 		{"v2 on etcd 3.4", func(t *testing.T) tokenKind {
 			registry, _ := testenv.Registry(t)
 			return tokenKind{endpoint: registry, prefix: "/discovery"}
