@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net"
@@ -55,7 +56,6 @@ func waitForLead(ctx context.Context, members []Member, self Member, bound time.
 	start := clock.Now()
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
-	log.Info("waiting for the lead member to serve before starting", "lead", lead, "at_most", bound.String())
 	if u, err := url.Parse(lead); err == nil {
 		host := strings.ToLower(u.Hostname())
 		_, known := peers.Addrs[host]
@@ -69,11 +69,17 @@ func waitForLead(ctx context.Context, members []Member, self Member, bound time.
 			}
 		}
 	}
-	for !peers.Serves(ctx, lead) {
-		if sleep(ctx, clock, leadPoll) != nil {
-			log.Warn("lead member did not answer in time; starting anyway", "lead", lead, "waited", clock.Now().Sub(start).Round(time.Millisecond).String())
-			return
+	w := wait{what: "the lead member " + lead + " to serve", sched: backoff{first: leadPoll, most: leadPoll}, clock: clock, log: log}
+	err := w.run(ctx, func(ctx context.Context) error {
+		if peers.Serves(ctx, lead) {
+			return nil
 		}
+		return fmt.Errorf("%w: it does not answer yet", errNotYet)
+	})
+	waited := clock.Now().Sub(start).Round(time.Millisecond).String()
+	if err != nil {
+		log.Warn("lead member did not answer in time; starting anyway", "lead", lead, "waited", waited)
+		return
 	}
-	log.Info("lead member serves", "lead", lead, "waited", clock.Now().Sub(start).Round(time.Millisecond).String())
+	log.Info("lead member serves", "lead", lead, "waited", waited)
 }
