@@ -25,8 +25,14 @@
 //
 // Because the agent, not etcd, runs the rendezvous, the env file carries
 // ETCD_INITIAL_CLUSTER_TOKEN = the string etcd hashes into member IDs for
-// the token (the discovery URL for a v2 token). etcd hashes it the same way
-// its own discovery does, so hosts running the agent and hosts running
-// etcd's own discovery on one token form one cluster, and etcd versions
-// without v2 discovery (3.7) can still start from a v2 token.
+// the token (the discovery URL of a v2 token, the v3 token itself). etcd
+// hashes it the same way its own discovery does, so hosts running the
+// agent and hosts running etcd's own discovery on one token form one
+// cluster, and every etcd from 3.4 to 3.7 starts from either kind of token.
+//
+// Errors cross the seams by type: backends wrap their libraries' typed
+// errors in this package's (ErrUnavailable for faults that heal, ErrAccess
+// for refusals, ErrKeyExists, ErrHistoryLost, ...); every error the core
+// returns wraps exactly one outcome (errors.go), which cmd maps to an exit
+// code. Configuration errors name Config fields (FieldError).
 package agent
