@@ -80,12 +80,6 @@ func v2Endpoint(ep string) (string, error) {
 	return u.String(), nil
 }
 
-// NewToken makes a fresh v2 token of size under prefix: CreateToken of a
-// v2 token with a random name that lives until it is deleted.
-func NewToken(ctx context.Context, endpoints []string, prefix string, size int, open func(discoveryURL string) (TokenCreator, error), log *slog.Logger) (string, error) {
-	return CreateToken(ctx, TokenSpec{Endpoints: endpoints, Prefix: prefix, Size: size}, open, log)
-}
-
 // CreateToken makes the token spec describes, create-only, and returns it
 // as Registry.Token names it: the discovery URL of a v2 token, the token
 // itself for a v3 one. open makes the creator of a token so named (for a

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -32,8 +33,10 @@ var (
 	phaseOrder = []string{"env", "released", "exec", "configured", "member", "ready"}
 
 	agentEvents = map[string]string{
-		"wrote environment file":                               "env",
-		"lead member serves":                                   "released",
+		"starting":               "up",
+		"registered":             "registered",
+		"wrote environment file": "env",
+		"lead member serves":     "released",
 		"lead member did not answer in time; starting anyway":  "released",
 		"this member has the lowest peer URL and starts first": "released",
 	}
@@ -43,6 +46,16 @@ var (
 		"etcdserver: starting member":              "member",
 		"embed: ready to serve client requests":    "ready",
 		"etcdmain: ready to serve client requests": "ready",
+	}
+
+	// etcd 3.5+ logs JSON lines (zap); "up" is marked only if the agent
+	// did not start first.
+	zapEvents = map[string][]string{
+		"Running: ":                             {"up", "exec"},
+		"register member itself successfully":   {"registered"},
+		"discovery joined cluster successfully": {"env"},
+		"starting local member":                 {"member"},
+		"ready to serve client requests":        {"ready"},
 	}
 
 	slogLine   = regexp.MustCompile(`^time=(\S+) level=\S+ msg=("(?:[^"\\]|\\.)*"|\S+)`)
@@ -80,6 +93,20 @@ func parseLog(log string, t0 time.Time) logEvents {
 				if d, err := time.ParseDuration(w[1]); err == nil {
 					ev.leadWaits = append(ev.leadWaits, d)
 				}
+			}
+			continue
+		}
+		if strings.HasPrefix(line, "{") {
+			var z struct{ Ts, Msg string }
+			if json.Unmarshal([]byte(line), &z) != nil {
+				continue
+			}
+			t, err := time.Parse(time.RFC3339Nano, z.Ts)
+			if err != nil {
+				continue
+			}
+			for _, name := range zapEvents[z.Msg] {
+				mark(name, t)
 			}
 			continue
 		}
@@ -203,6 +230,7 @@ func metrics(results map[string][]sample, n int) map[string]float64 {
 	}
 	if x, y := secsOf(results[key(methodAgent, n)]), secsOf(results[key(methodDiscovery, n)]); len(x) > 0 && len(y) > 0 {
 		out["a-b-shift-s"] = shift(x, y)
+		out["reqs/member-a/b"] = median(reqsPerMember(results[key(methodAgent, n)])) / median(reqsPerMember(results[key(methodDiscovery, n)]))
 	}
 	return out
 }
@@ -240,6 +268,18 @@ func report(results map[string][]sample, rounds int, failures []sample) string {
 		}
 	}
 	table(&sb, "llrrrrl", []string{"N", "method", "rounds", "median", "min", "max", "reqs/member: median (min-max)"}, rows)
+
+	p("Registry requests per member, the agent (a) against etcd's own discovery (b): medians over the rounds, their ratio and difference:\n\n")
+	rows = nil
+	for _, n := range sizes {
+		ra, rb := reqsPerMember(results[key(methodAgent, n)]), reqsPerMember(results[key(methodDiscovery, n)])
+		if len(ra) == 0 || len(rb) == 0 {
+			continue
+		}
+		rows = append(rows, []string{strconv.Itoa(n), fmt.Sprintf("%.2f", median(ra)), fmt.Sprintf("%.2f", median(rb)),
+			fmt.Sprintf("%.2f", median(ra)/median(rb)), fmt.Sprintf("%+.2f", median(ra)-median(rb))})
+	}
+	table(&sb, "lrrrr", []string{"N", "a", "b", "a/b", "a-b"}, rows)
 
 	p("Ratios of the medians with 90%% bootstrap confidence intervals, and the Hodges-Lehmann shift (median of all pairwise differences of round times, seconds):\n\n")
 	ratios := [][2]string{{methodAgent, methodDiscovery}, {methodAgent, methodStatic}, {methodAgentNoWait, methodDiscovery}, {methodAgentNoWait, methodStatic}}
@@ -416,5 +456,28 @@ time=2026-11-23T20:30:06.400Z level=INFO msg="lead member serves" name=h2 lead=h
 	}
 	if g, ok := ev.gap("configured", "member"); !ok || g != 90*time.Millisecond {
 		t.Errorf("gap %v %v, want 90ms", g, ok)
+	}
+}
+
+func TestParseLogZap(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 20, 30, 6, 0, time.UTC)
+	log := `time=2026-11-23T20:30:06.010Z level=INFO msg=starting name=h1
+time=2026-11-23T20:30:06.050Z level=INFO msg=registered name=h1 key=k value="h1=http://127.0.0.2:2380" created=9
+{"level":"info","ts":"2026-11-23T20:30:06.200000Z","caller":"etcdmain/etcd.go:63","msg":"Running: ","args":["etcd"]}
+{"level":"info","ts":"2026-11-23T20:30:06.210000Z","caller":"etcdserver/bootstrap.go:515","msg":"starting local member","local-member-id":"1"}
+not json {"msg":"ready to serve client requests"}
+{"level":"info","ts":"2026-11-23T20:30:06.400000Z","caller":"embed/serve.go:139","msg":"ready to serve client requests"}
+`
+	want := map[string]time.Duration{"up": 10 * time.Millisecond, "registered": 50 * time.Millisecond, "exec": 200 * time.Millisecond, "member": 210 * time.Millisecond, "ready": 400 * time.Millisecond}
+	if ev := parseLog(log, t0); !maps.Equal(ev.at, want) {
+		t.Errorf("events %v, want %v", ev.at, want)
+	}
+	own := `{"level":"info","ts":"2026-11-23T20:30:06.020000Z","msg":"Running: "}
+{"level":"info","ts":"2026-11-23T20:30:06.030000Z","msg":"register member itself successfully"}
+{"level":"info","ts":"2026-11-23T20:30:06.090000Z","msg":"discovery joined cluster successfully"}
+`
+	want = map[string]time.Duration{"up": 20 * time.Millisecond, "exec": 20 * time.Millisecond, "registered": 30 * time.Millisecond, "env": 90 * time.Millisecond}
+	if ev := parseLog(own, t0); !maps.Equal(ev.at, want) {
+		t.Errorf("events of etcd's own discovery %v, want %v", ev.at, want)
 	}
 }

@@ -40,6 +40,7 @@ check() {
 	want util-linux /usr/bin/setpriv                     # testenv hosts (--pdeathsig)
 	want util-linux /usr/bin/unshare                     # systemd sandbox
 	want util-linux /usr/bin/nsenter
+	want time /usr/bin/time                              # BenchmarkFootprint (peak RSS, %M)
 }
 check
 [ -n "$need" ] || exit 0
