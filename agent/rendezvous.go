@@ -78,10 +78,15 @@ func (r *rendezvous) run(ctx context.Context) (outcome, error) {
 			return outcome{}, err
 		}
 	} else {
-		if mine, err = r.register(ctx); err != nil {
+		var listing map[string]Entry
+		var at uint64
+		if mine, listing, at, err = r.register(ctx); err != nil {
 			return outcome{}, err
 		}
-		if mine.Created == pos+1 {
+		switch {
+		case listing != nil:
+			known, pos = listing, at // listed with the registration
+		case mine.Created == pos+1:
 			pos = mine.Created // nothing else happened in between
 		}
 		known[r.key] = mine
@@ -135,21 +140,48 @@ func (r *rendezvous) resume(e Entry) (Entry, error) {
 	return e, nil
 }
 
-// register writes this host's key, create-only.
-func (r *rendezvous) register(ctx context.Context) (Entry, error) {
-	e, err := retry(ctx, r.registryWait("take this host's registration"), func(ctx context.Context) (Entry, error) {
-		return r.reg.Register(ctx, r.key, r.value)
+// listingRegistrar is a Registry that can list the token in the same step
+// as a registration (v3: one transaction), at the registration's position.
+type listingRegistrar interface {
+	RegisterListing(ctx context.Context, key, value string) (Entry, []Entry, uint64, error)
+}
+
+// register writes this host's key, create-only. A key that already holds
+// this host's value is its own from an earlier try. Where the registry
+// lists the token in the same step, it returns that listing and its
+// position too (else nil).
+func (r *rendezvous) register(ctx context.Context) (Entry, map[string]Entry, uint64, error) {
+	type registered struct {
+		mine    Entry
+		listing []Entry
+		pos     uint64
+	}
+	reg, err := retry(ctx, r.registryWait("take this host's registration"), func(ctx context.Context) (registered, error) {
+		if lr, ok := r.reg.(listingRegistrar); ok {
+			e, es, pos, err := lr.RegisterListing(ctx, r.key, r.value)
+			return registered{e, es, pos}, err
+		}
+		e, err := r.reg.Register(ctx, r.key, r.value)
+		return registered{mine: e}, err
 	})
 	if errors.Is(err, ErrKeyExists) {
 		// Written in the instant since the listing: by an earlier try
 		// whose answer was lost, or by another host.
-		return r.resume(e)
+		e, err := r.resume(reg.mine)
+		return e, nil, 0, err
 	}
 	if err != nil {
-		return e, r.tokenError(err)
+		return reg.mine, nil, 0, r.tokenError(err)
 	}
-	r.log.Info("registered", "value", r.value, "created", e.Created)
-	return e, nil
+	r.log.Info("registered", "value", r.value, "created", reg.mine.Created)
+	if reg.pos == 0 {
+		return reg.mine, nil, 0, nil
+	}
+	listing := make(map[string]Entry, len(reg.listing))
+	for _, e := range reg.listing {
+		listing[e.Key] = e
+	}
+	return reg.mine, listing, reg.pos, nil
 }
 
 // list reads the token's entries.

@@ -122,19 +122,23 @@ func (r *Registry) List(ctx context.Context) ([]agent.Entry, uint64, error) {
 	if err != nil {
 		return nil, 0, Classify("list the token", err)
 	}
-	var es []agent.Entry
-	for _, kv := range resp.Kvs {
-		if e, ok := r.entry(kv); ok {
-			es = append(es, e)
-		}
-	}
-	return es, uint64(resp.Header.Revision), nil
+	return r.entries(resp.Kvs), uint64(resp.Header.Revision), nil
 }
 
 // Register writes members/key=value only if the key does not exist: a
 // transaction on its create revision being 0. A key that exists is
 // agent.ErrKeyExists with the entry it holds.
 func (r *Registry) Register(ctx context.Context, key, value string) (agent.Entry, error) {
+	e, _, _, err := r.RegisterListing(ctx, key, value)
+	return e, err
+}
+
+// RegisterListing is Register that, in the same transaction, lists the
+// token's entries at the registration's revision, and returns them and
+// that revision. A watch from there starts at the present: etcd delivers
+// the changes of a watch that starts behind it only on its resync, every
+// 100 ms, which the registration's own answer would otherwise cost.
+func (r *Registry) RegisterListing(ctx context.Context, key, value string) (agent.Entry, []agent.Entry, uint64, error) {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
 	k := membersPrefix(r.token) + "/" + key
@@ -144,26 +148,38 @@ func (r *Registry) Register(ctx context.Context, key, value string) (agent.Entry
 	}
 	c, err := r.conn.client(ctx)
 	if err != nil {
-		return agent.Entry{}, err
+		return agent.Entry{}, nil, 0, err
 	}
 	resp, err := c.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
-		Then(clientv3.OpPut(k, value, opts...)).
+		Then(clientv3.OpPut(k, value, opts...), clientv3.OpGet(membersPrefix(r.token), clientv3.WithPrefix())).
 		Else(clientv3.OpGet(k)).
 		Commit()
 	if err != nil {
-		return agent.Entry{}, Classify("register "+k, err)
+		return agent.Entry{}, nil, 0, Classify("register "+k, err)
 	}
 	if !resp.Succeeded {
 		kvs := resp.Responses[0].GetResponseRange().Kvs
 		if len(kvs) == 0 {
-			return agent.Entry{}, fmt.Errorf("register %s: %w, but it is gone again", k, agent.ErrKeyExists)
+			return agent.Entry{}, nil, 0, fmt.Errorf("register %s: %w, but it is gone again", k, agent.ErrKeyExists)
 		}
 		e, _ := r.entry(kvs[0])
-		return e, fmt.Errorf("register %s: %w", k, agent.ErrKeyExists)
+		return e, nil, 0, fmt.Errorf("register %s: %w", k, agent.ErrKeyExists)
 	}
 	rev := uint64(resp.Header.Revision)
-	return agent.Entry{Key: key, Value: value, Created: rev, Modified: rev}, nil
+	return agent.Entry{Key: key, Value: value, Created: rev, Modified: rev}, r.entries(resp.Responses[1].GetResponseRange().Kvs), rev, nil
+}
+
+// entries are the keys of a range over the members prefix that etcd's own
+// client counts.
+func (r *Registry) entries(kvs []*mvccpb.KeyValue) []agent.Entry {
+	var es []agent.Entry
+	for _, kv := range kvs {
+		if e, ok := r.entry(kv); ok {
+			es = append(es, e)
+		}
+	}
+	return es
 }
 
 // Remove deletes e's key if its mod revision is still e.Modified.

@@ -116,6 +116,26 @@ func contract(t *testing.T, b Backend) {
 	if es, _, err := reg.List(ctx); err != nil || len(es) != 0 {
 		t.Errorf("List after the removal = %v, %v; want nothing", es, err)
 	}
+
+	// A registry that lists in the same step as it registers lists at the
+	// registration's position, the registration among the entries.
+	lr, ok := reg.(interface {
+		RegisterListing(ctx context.Context, key, value string) (agent.Entry, []agent.Entry, uint64, error)
+	})
+	if !ok {
+		return
+	}
+	tok.PutRaw(t, memberKey(reg, "http://10.0.0.2:2380"), "b=http://10.0.0.2:2380")
+	e, listed, at, err := lr.RegisterListing(ctx, a, "a=http://10.0.0.1:2380")
+	if err != nil || at != e.Created || len(listed) != 2 {
+		t.Fatalf("RegisterListing = %+v, %v at %d, %v; want the two entries at the registration's revision", e, listed, at, err)
+	}
+	if _, ok := find(listed, a); !ok {
+		t.Errorf("RegisterListing's entries %v lack the registration", listed)
+	}
+	if _, _, _, err := lr.RegisterListing(ctx, a, "a=http://10.0.0.1:2380"); !errors.Is(err, agent.ErrKeyExists) {
+		t.Errorf("second RegisterListing = %v; want ErrKeyExists", err)
+	}
 }
 
 // sizes: the size is read exactly as etcd's own client of the kind reads
