@@ -219,7 +219,9 @@ func parseCommandFunc(fs *pflag.FlagSet, args []string, operandsOf func() []stri
 				what, hint := valueProblem(f, err)
 				usageError(stderr, cmd, "%s %s (%s): %s, or unset %s", name, what, agent.Quote(v), hint, name)
 				bad++
+				return
 			}
+			_ = fs.SetAnnotation(f.Name, fromEnv, []string{name})
 		}
 	})
 	if bad > 0 {

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/spf13/pflag"
+
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent"
 )
 
@@ -50,7 +52,28 @@ func exitCode(err error) int {
 
 // flags maps the Config fields of agent.FieldError to the flags that set
 // them, filled as the flags are declared (see bind).
-type flags map[string]string
+type flags struct {
+	fs     *pflag.FlagSet
+	fields map[string]string // Config field → flag name
+}
+
+// fromEnv annotates a flag set from its EDA_* variable, with the variable.
+const fromEnv = "eda-env"
+
+// name is how a message names the setting of field: its flag, or the
+// variable that set it ("EDA_SIZE (--size)"), as the user wrote it.
+func (f flags) name(field string) (string, bool) {
+	n, ok := f.fields[field]
+	if !ok {
+		return "", false
+	}
+	if fl := f.fs.Lookup(n); fl != nil {
+		if env := fl.Annotations[fromEnv]; len(env) > 0 {
+			return env[0] + " (--" + n + ")", true
+		}
+	}
+	return "--" + n, true
+}
 
 // describe renders err for the user, naming each setting by its flag.
 func (f flags) describe(err error) string {
@@ -58,7 +81,7 @@ func (f flags) describe(err error) string {
 	var walk func(error)
 	walk = func(e error) {
 		if fe, ok := e.(*agent.FieldError); ok {
-			if name, known := f[fe.Field]; known {
+			if name, known := f.name(fe.Field); known {
 				msg = strings.Replace(msg, fe.Error(), name+": "+fe.Err.Error(), 1)
 			}
 		}

@@ -15,9 +15,11 @@ type binder struct {
 	names flags
 }
 
-func newBinder(fs *pflag.FlagSet) binder { return binder{fs: fs, names: flags{}} }
+func newBinder(fs *pflag.FlagSet) binder {
+	return binder{fs: fs, names: flags{fs: fs, fields: map[string]string{}}}
+}
 
-func (b binder) bind(field, name string) { b.names[field] = "--" + name }
+func (b binder) bind(field, name string) { b.names.fields[field] = name }
 
 func (b binder) str(p *string, field, name, def, usage string) {
 	b.fs.StringVar(p, name, def, usage)
