@@ -152,7 +152,7 @@ func TestBadInputs(t *testing.T) {
 		{name: "token new ttl under a second", args: v3new("--size", "3", "--ttl", "500ms"), code: exitUsage, says: "--ttl: 500ms: give whole seconds"},
 		{name: "token new ttl not whole seconds", args: v3new("--size", "3", "--ttl", "1500ms"), code: exitUsage, says: "--ttl: 1.5s: give whole seconds"},
 		{name: "token new ttl without unit", args: v3new("--size", "3", "--ttl", "5"), code: exitUsage, says: `--ttl is not a duration ("5")`},
-		{name: "token new bad EDA_TTL", args: v3new("--size", "3"), env: map[string]string{"EDA_TTL": "-5s"}, code: exitUsage, says: "--ttl: -5s"},
+		{name: "token new bad EDA_TTL", args: v3new("--size", "3"), env: map[string]string{"EDA_TTL": "-5s"}, code: exitUsage, says: "EDA_TTL (--ttl): -5s"},
 		{name: "token new print json", args: v3new("--size", "3", "--print", "json"), code: exitUsage, says: `--print is not url or env ("json")`},
 		{name: "token new print env, a path sh would expand", args: v2new("--print", "env", "--discovery-cacert", "/etc/ca$HOME.pem"), code: exitUsage, says: "cannot be written as env file lines"},
 		{name: "token new password file without user", args: v3new("--size", "3", "--discovery-password-file", missing), code: exitUsage, says: "--discovery-user: a password file needs a user"},
