@@ -240,11 +240,17 @@ func tokenEnv(token string, spec agent.TokenSpec, creds agent.Credentials, expir
 	return out, nil
 }
 
-func runTokenShow(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
+// runOnToken is the part "token show" and "token delete" share: it parses
+// the command's flags (extra declares its own), opens the token's registry
+// and runs act on it within 30 seconds.
+func runOnToken(ctx context.Context, name string, args []string, stdout, stderr io.Writer, env lookupEnv, extra func(binder), act func(context.Context, agent.TokenDeleter, binder) int) int {
 	var place tokenPlace
-	fs := newTokenFlagSet("show")
+	fs := newTokenFlagSet(name)
 	b := newBinder(fs)
 	place.declare(b, "with --v3: client URLs of the etcd that holds the token")
+	if extra != nil {
+		extra(b)
+	}
 	place.declareAccess(b)
 	if code := parseCommandFunc(fs, args, place.operands, stdout, stderr, env); code >= 0 {
 		return code
@@ -257,51 +263,45 @@ func runTokenShow(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	defer done()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	info, err := agent.ShowToken(ctx, reg)
-	if err != nil {
-		return b.names.fail(stderr, nil, "token show", err)
-	}
-	if bad := printToken(stdout, info); bad > 0 {
-		return exitRegistryData
-	}
-	return exitOK
+	return act(ctx, reg, b)
+}
+
+func runTokenShow(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
+	return runOnToken(ctx, "show", args, stdout, stderr, env, nil, func(ctx context.Context, reg agent.TokenDeleter, b binder) int {
+		info, err := agent.ShowToken(ctx, reg)
+		if err != nil {
+			return b.names.fail(stderr, nil, "token show", err)
+		}
+		if bad := printToken(stdout, info); bad > 0 {
+			return exitRegistryData
+		}
+		return exitOK
+	})
 }
 
 func runTokenDelete(ctx context.Context, args []string, stdout, stderr io.Writer, env lookupEnv) int {
-	var place tokenPlace
 	var force bool
-	fs := newTokenFlagSet("delete")
-	b := newBinder(fs)
-	place.declare(b, "with --v3: client URLs of the etcd that holds the token")
-	b.flag(&force, "Force", "force", "delete the token even if its cluster has not formed, or it has no usable size")
-	place.declareAccess(b)
-	if code := parseCommandFunc(fs, args, place.operands, stdout, stderr, env); code >= 0 {
-		return code
+	extra := func(b binder) {
+		b.flag(&force, "Force", "force", "delete the token even if its cluster has not formed, or it has no usable size")
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	reg, done, code := place.open(fs, b, stderr, log)
-	if code >= 0 {
-		return code
-	}
-	defer done()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	info, err := agent.DeleteToken(ctx, reg, force)
-	if err != nil {
-		return b.names.fail(stderr, nil, "token delete", err)
-	}
-	if info == nil {
-		fmt.Fprintf(stdout, "deleted the token %s (it had no usable size)\n", printable(reg.Token()))
-		return exitOK
-	}
-	members := 0
-	for _, e := range info.Entries {
-		if e.InCluster {
-			members++
+	return runOnToken(ctx, "delete", args, stdout, stderr, env, extra, func(ctx context.Context, reg agent.TokenDeleter, b binder) int {
+		info, err := agent.DeleteToken(ctx, reg, force)
+		if err != nil {
+			return b.names.fail(stderr, nil, "token delete", err)
 		}
-	}
-	fmt.Fprintf(stdout, "deleted the token %s: size %d, %d registrations, %d members\n", printable(info.Token), info.Size, len(info.Entries), members)
-	return exitOK
+		if info == nil {
+			fmt.Fprintf(stdout, "deleted the token %s (it had no usable size)\n", printable(reg.Token()))
+			return exitOK
+		}
+		members := 0
+		for _, e := range info.Entries {
+			if e.InCluster {
+				members++
+			}
+		}
+		fmt.Fprintf(stdout, "deleted the token %s: size %d, %d registrations, %d members\n", printable(info.Token), info.Size, len(info.Entries), members)
+		return exitOK
+	})
 }
 
 // printToken prints a token's size and its registrations, one line each,
