@@ -145,9 +145,13 @@ func JoinAsLearner(t testing.TB, via *Etcd, as *Credentials, cfg EtcdConfig) *Et
 	}
 	// Member 5b3e0e0c1e5f8d9a added to cluster ...
 	// ETCD_INITIAL_CLUSTER="a=https://...,b=https://..."
+	// etcdctl pads the ID to 16 columns with spaces ("%16x"), so an ID
+	// with a leading zero digit follows two spaces.
 	for _, line := range strings.Split(out, "\n") {
 		if rest, ok := strings.CutPrefix(line, "Member "); ok {
-			m.MemberID, _, _ = strings.Cut(rest, " ")
+			if f := strings.Fields(rest); len(f) > 0 {
+				m.MemberID = f[0]
+			}
 		}
 		if v, ok := strings.CutPrefix(line, "ETCD_INITIAL_CLUSTER="); ok {
 			m.Config.InitialCluster = strings.Trim(v, `"`)
