@@ -77,19 +77,12 @@ func prepare(cfg Config, deps Deps) (*bootstrap, error) {
 	case (cfg.OnFull == OnFullJoin || cfg.DiscoverySRV != "") && deps.Cluster == nil:
 		return nil, errors.New("bootstrap: a Cluster dialer is required to join a running cluster")
 	}
-	adv, listen, err := cfg.addresses()
+	b, err := newBootstrap(cfg, deps)
 	if err != nil {
 		return nil, err
 	}
-	b := &bootstrap{cfg: cfg, deps: deps, log: deps.Log.With("name", cfg.Name), adv: adv}
-	b.deps.Peers.Local = listen
-	b.base = Plan{
-		Role:         RoleMember,
-		State:        "new",
-		Self:         Member{Name: cfg.Name, PeerURLs: []string{HostURL(cfg.Scheme, adv, cfg.PeerPort)}},
-		ClusterToken: cfg.clusterToken(),
-		Host:         cfg.host(adv, listen),
-	}
+	b.base.Role, b.base.State = RoleMember, "new"
+	b.base.ClusterToken, b.base.Host = cfg.clusterToken(), cfg.host(b.adv, b.deps.Peers.Local)
 	switch cfg.Output {
 	case OutputDiscoverySRV:
 		b.base.Handover = Handover{SRV: strings.TrimSuffix(dnsName(cfg.DiscoverySRV), "."), SRVName: cfg.DNS.SRVName}
@@ -108,6 +101,19 @@ func prepare(cfg Config, deps Deps) (*bootstrap, error) {
 	if err := writable(filepath.Join(cfg.StateDir, stateFile)); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, &FieldError{Field: "StateDir", Err: err})
 	}
+	return b, nil
+}
+
+// newBootstrap resolves this host's addresses and names it: the part of
+// a run every command shares.
+func newBootstrap(cfg Config, deps Deps) (*bootstrap, error) {
+	adv, listen, err := cfg.addresses()
+	if err != nil {
+		return nil, err
+	}
+	b := &bootstrap{cfg: cfg, deps: deps, log: deps.Log.With("name", cfg.Name), adv: adv}
+	b.deps.Peers.Local = listen
+	b.base.Self = Member{Name: cfg.Name, PeerURLs: []string{HostURL(cfg.Scheme, adv, cfg.PeerPort)}}
 	return b, nil
 }
 

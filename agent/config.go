@@ -198,9 +198,13 @@ func (d *DNSConfig) validate(name string) []error {
 	return errs
 }
 
+// tokenSegment is one plain path segment: nothing that needs escaping,
+// not starting with a dot.
+const tokenSegment = `[A-Za-z0-9_~-][A-Za-z0-9._~-]*`
+
 // tokenPathRE is a token path etcd and every reader address identically:
 // plain segments, no dot segments, nothing that needs escaping.
-var tokenPathRE = regexp.MustCompile(`^(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$`)
+var tokenPathRE = regexp.MustCompile(`^(/` + tokenSegment + `)+$`)
 
 // CheckDiscoveryURL accepts a v2 discovery URL that every host and etcd
 // itself read alike: http or https, a host, a token path of plain segments
@@ -248,36 +252,24 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := ValidateName(c.Name); err != nil {
-		add(&FieldError{Field: "Name", Err: err})
-	}
+	add(checkName(c.Name))
 	add(c.validateSource())
 	add(c.validateOutput())
 	add(c.DiscoveryAuth.validate("DiscoveryAuth"))
 	add(c.ClusterAuth.validate("ClusterAuth"))
 	add(c.PeerTLS.validate("PeerTLS"))
-	for _, p := range []struct {
-		field string
-		port  int
-	}{{"PeerPort", c.PeerPort}, {"ClientPort", c.ClientPort}} {
-		if p.port < 1 || p.port > 65535 {
-			add(fieldErr(p.field, "%d is not a port from 1 to 65535", p.port))
-		}
-	}
+	add(checkPort("PeerPort", c.PeerPort))
+	add(checkPort("ClientPort", c.ClientPort))
 	if c.PeerPort == c.ClientPort {
 		add(fieldErr("ClientPort", "%d is the peer port too; etcd needs two ports", c.ClientPort))
 	}
-	if c.Scheme != "http" && c.Scheme != "https" {
-		add(fieldErr("Scheme", "%q must be http or https", c.Scheme))
-	}
+	add(checkScheme(c.Scheme))
 	for _, f := range []struct{ field, value string }{{"DataDir", c.DataDir}, {"EnvFile", c.EnvFile}, {"StateDir", c.StateDir}} {
 		if f.value == "" {
 			add(fieldErr(f.field, "required"))
 		}
 	}
-	if c.Timeout <= 0 {
-		add(fieldErr("Timeout", "%s must be positive", c.Timeout))
-	}
+	add(checkTimeout(c.Timeout))
 	if c.PeerWait < 0 {
 		add(fieldErr("PeerWait", "%s must not be negative", c.PeerWait))
 	}
@@ -298,6 +290,37 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.DNS.validate(c.Name)...)
 	return configError(errs)
+}
+
+// The checks of this host's identity that every command makes, each a
+// FieldError or nil.
+
+func checkName(name string) error {
+	if err := ValidateName(name); err != nil {
+		return &FieldError{Field: "Name", Err: err}
+	}
+	return nil
+}
+
+func checkScheme(scheme string) error {
+	if scheme != "http" && scheme != "https" {
+		return fieldErr("Scheme", "%q must be http or https", scheme)
+	}
+	return nil
+}
+
+func checkPort(field string, port int) error {
+	if port < 1 || port > 65535 {
+		return fieldErr(field, "%d is not a port from 1 to 65535", port)
+	}
+	return nil
+}
+
+func checkTimeout(d time.Duration) error {
+	if d <= 0 {
+		return fieldErr("Timeout", "%s must be positive", d)
+	}
+	return nil
 }
 
 // validateSource checks where the cluster comes from: exactly one of a v2
@@ -356,7 +379,7 @@ func CheckEndpoint(ep string) error {
 	return nil
 }
 
-var discoveryTokenRE = regexp.MustCompile(`^[A-Za-z0-9_~-][A-Za-z0-9._~-]*$`)
+var discoveryTokenRE = regexp.MustCompile(`^` + tokenSegment + `$`)
 
 // CheckDiscoveryToken accepts a v3 discovery token that is one plain path
 // segment: etcd joins it into key paths (path.Join cleans "a/" and "a"
@@ -366,7 +389,7 @@ func CheckDiscoveryToken(token string) error {
 	switch {
 	case token == "":
 		return errors.New("empty token")
-	case len(token) > 253 || !discoveryTokenRE.MatchString(token) || token == "." || token == "..":
+	case len(token) > 253 || !discoveryTokenRE.MatchString(token):
 		return fmt.Errorf("%s is not one plain path segment: use letters, digits, '.', '_', '~' and '-' only (no slash, no \"..\"), identically on every host", Quote(token))
 	}
 	return nil

@@ -62,10 +62,12 @@ func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
 }
 
-// configError wraps the problems found in a configuration as one ErrConfig.
+// configError wraps the problems found in a configuration (nil entries
+// are checks that passed) as one ErrConfig, or returns nil.
 func configError(errs []error) error {
-	if len(errs) == 0 {
+	joined := errors.Join(errs...)
+	if joined == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+	return fmt.Errorf("%w: %w", ErrConfig, joined)
 }

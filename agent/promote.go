@@ -78,31 +78,12 @@ func Promote(ctx context.Context, cfg Config, deps Deps) error {
 // prepareCommand checks what a command other than bootstrap needs of the
 // configuration (this host's identity and addresses) and resolves it.
 func prepareCommand(cfg Config, deps Deps) (*bootstrap, error) {
-	var errs []error
-	if err := ValidateName(cfg.Name); err != nil {
-		errs = append(errs, &FieldError{Field: "Name", Err: err})
-	}
-	if cfg.Scheme != "http" && cfg.Scheme != "https" {
-		errs = append(errs, fieldErr("Scheme", "%q must be http or https", cfg.Scheme))
-	}
-	if cfg.PeerPort < 1 || cfg.PeerPort > 65535 {
-		errs = append(errs, fieldErr("PeerPort", "%d is not a port from 1 to 65535", cfg.PeerPort))
-	}
-	if cfg.Timeout <= 0 {
-		errs = append(errs, fieldErr("Timeout", "%s must be positive", cfg.Timeout))
-	}
+	errs := []error{checkName(cfg.Name), checkScheme(cfg.Scheme), checkPort("PeerPort", cfg.PeerPort), checkTimeout(cfg.Timeout)}
 	if err := configError(errs); err != nil {
 		return nil, err
 	}
 	if deps.Clock == nil || deps.Log == nil || deps.Cluster == nil {
 		return nil, errors.New("Clock, Log and Cluster are required")
 	}
-	adv, listen, err := cfg.addresses()
-	if err != nil {
-		return nil, err
-	}
-	b := &bootstrap{cfg: cfg, deps: deps, log: deps.Log.With("name", cfg.Name), adv: adv}
-	b.deps.Peers.Local = listen
-	b.base = Plan{Self: Member{Name: cfg.Name, PeerURLs: []string{HostURL(cfg.Scheme, adv, cfg.PeerPort)}}}
-	return b, nil
+	return newBootstrap(cfg, deps)
 }

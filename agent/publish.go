@@ -87,31 +87,29 @@ func (b *bootstrap) withdraw(ctx context.Context, why error) {
 // ValidateWithdraw checks the settings the withdraw command needs, the
 // address among them.
 func (c *Config) ValidateWithdraw() error {
-	var errs []error
-	if err := ValidateName(c.Name); err != nil {
-		errs = append(errs, &FieldError{Field: "Name", Err: err})
-	}
+	_, err := c.validateWithdraw()
+	return err
+}
+
+// validateWithdraw is ValidateWithdraw, returning the advertised address.
+func (c *Config) validateWithdraw() (netip.Addr, error) {
+	errs := []error{checkName(c.Name)}
 	if !c.DNS.Enabled() {
 		errs = append(errs, fieldErr("DNS.Server", "required: the server to withdraw the records from"))
 	}
-	if c.Scheme != "http" && c.Scheme != "https" {
-		errs = append(errs, fieldErr("Scheme", "%q must be http or https", c.Scheme))
-	}
+	errs = append(errs, checkScheme(c.Scheme))
 	errs = append(errs, c.DNS.validate(c.Name)...)
 	if err := configError(errs); err != nil {
-		return err
+		return netip.Addr{}, err
 	}
-	_, _, err := c.addresses()
-	return err
+	adv, _, err := c.addresses()
+	return adv, err
 }
 
 // Withdraw deletes exactly this host's DNS records through p: the
 // withdraw command.
 func Withdraw(ctx context.Context, cfg Config, p Publisher, log *slog.Logger) error {
-	if err := cfg.ValidateWithdraw(); err != nil {
-		return err
-	}
-	adv, _, err := cfg.addresses()
+	adv, err := cfg.validateWithdraw()
 	if err != nil {
 		return err
 	}
