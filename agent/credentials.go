@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
+
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/dnsupdate"
 )
 
 // Credentials are the TLS files and the user with which the agent talks
@@ -123,14 +125,14 @@ func (c Credentials) Load(field string, log *slog.Logger) (Access, error) {
 		a.TLS = cfg
 	}
 	if c.Key != "" {
-		warnExposed(log, field+".Key", c.Key)
+		WarnExposed(log, field+".Key", c.Key)
 	}
 	if c.PasswordFile != "" {
 		pw, err := readSecret(c.PasswordFile)
 		if err != nil {
 			return Access{}, configError([]error{fieldErr(field+".PasswordFile", "%v", err)})
 		}
-		warnExposed(log, field+".PasswordFile", c.PasswordFile)
+		WarnExposed(log, field+".PasswordFile", c.PasswordFile)
 		a.Password = pw
 	}
 	return a, nil
@@ -168,9 +170,10 @@ func readSecret(path string) (string, error) {
 	return string(line), nil
 }
 
-// warnExposed warns when group or others may read a secret file.
-func warnExposed(log *slog.Logger, field, path string) {
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o044 != 0 {
+// WarnExposed warns when group or others may read the secret file at
+// path, which the Config field names.
+func WarnExposed(log *slog.Logger, field, path string) {
+	if exposed, err := dnsupdate.KeyFileExposed(path); err == nil && exposed {
 		log.Warn("a secret file can be read by other users; chmod 600 it", "setting", field, "path", path)
 	}
 }

@@ -54,24 +54,14 @@ func (r *rendezvous) registryWait(what string) wait {
 // token is full already or holds this host's key from an earlier run, and
 // watches the token from the listing on until it holds size members.
 func (r *rendezvous) run(ctx context.Context) (outcome, error) {
-	size, err := retry(ctx, r.registryWait("give the token's size"), r.reg.Size)
-	if err != nil {
-		return outcome{}, r.tokenError(err)
-	}
-	known, pos, err := r.list(ctx)
-	if err != nil {
-		return outcome{}, err
-	}
-	r.log.Info("discovery token", "token", r.reg.Token(), "size", size, "registered", len(known))
-
-	members, _, err := tokenMembers(entries(known), size, r.reg.Token())
+	known, pos, now, err := r.read(ctx)
 	if err != nil {
 		return outcome{}, err
 	}
 	mine, registered := known[r.key]
-	if !registered && len(members) >= size {
+	if !registered && now.full {
 		// A full token is never written to.
-		return outcome{size: size, members: membersOf(members), full: true}, nil
+		return now, nil
 	}
 	if registered {
 		if mine, err = r.resume(mine); err != nil {
@@ -92,7 +82,7 @@ func (r *rendezvous) run(ctx context.Context) (outcome, error) {
 		known[r.key] = mine
 	}
 
-	out, err := r.waitFull(ctx, size, known, pos, mine.Created)
+	out, err := r.waitFull(ctx, now.size, known, pos, mine.Created)
 	if err != nil {
 		r.remove(ctx, known[r.key], err)
 		return outcome{}, err
@@ -108,15 +98,7 @@ func (r *rendezvous) run(ctx context.Context) (outcome, error) {
 // agent wrote for it as a duplicate ID). It reports a token that is full
 // without this host, or unusable, as run would.
 func (r *rendezvous) peek(ctx context.Context) (outcome, error) {
-	size, err := retry(ctx, r.registryWait("give the token's size"), r.reg.Size)
-	if err != nil {
-		return outcome{}, r.tokenError(err)
-	}
-	known, _, err := r.list(ctx)
-	if err != nil {
-		return outcome{}, err
-	}
-	members, _, err := tokenMembers(entries(known), size, r.reg.Token())
+	known, _, now, err := r.read(ctx)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -125,8 +107,32 @@ func (r *rendezvous) peek(ctx context.Context) (outcome, error) {
 			return outcome{}, err
 		}
 	}
+	return now, nil
+}
+
+// read reads the token's size and entries, and what they make of the
+// cluster now: known holds the entries by key, at registry position pos.
+func (r *rendezvous) read(ctx context.Context) (known map[string]Entry, pos uint64, now outcome, err error) {
+	size, err := retry(ctx, r.registryWait("give the token's size"), r.reg.Size)
+	if err != nil {
+		return nil, 0, outcome{}, tokenError(r.reg, err)
+	}
+	if known, pos, err = r.list(ctx); err != nil {
+		return nil, 0, outcome{}, err
+	}
+	r.log.Info("discovery token", "token", r.reg.Token(), "size", size, "registered", len(known))
+	members, _, err := tokenMembers(entries(known), size, r.reg.Token())
+	if err != nil {
+		return nil, 0, outcome{}, err
+	}
+	return known, pos, r.outcome(size, members), nil
+}
+
+// outcome is what members make of the token: the cluster, if it holds
+// size members, and whether it filled without this host.
+func (r *rendezvous) outcome(size int, members []tokenEntry) outcome {
 	full := len(members) >= size && !slices.ContainsFunc(members, func(te tokenEntry) bool { return te.Key == r.key })
-	return outcome{size: size, members: membersOf(members), full: full}, nil
+	return outcome{size: size, members: membersOf(members), full: full}
 }
 
 // resume checks that the key this host would register, found in the
@@ -171,17 +177,13 @@ func (r *rendezvous) register(ctx context.Context) (Entry, map[string]Entry, uin
 		return e, nil, 0, err
 	}
 	if err != nil {
-		return reg.mine, nil, 0, r.tokenError(err)
+		return reg.mine, nil, 0, tokenError(r.reg, err)
 	}
 	r.log.Info("registered", "value", r.value, "created", reg.mine.Created)
 	if reg.pos == 0 {
 		return reg.mine, nil, 0, nil
 	}
-	listing := make(map[string]Entry, len(reg.listing))
-	for _, e := range reg.listing {
-		listing[e.Key] = e
-	}
-	return reg.mine, listing, reg.pos, nil
+	return reg.mine, byKey(reg.listing), reg.pos, nil
 }
 
 // list reads the token's entries.
@@ -195,13 +197,9 @@ func (r *rendezvous) list(ctx context.Context) (map[string]Entry, uint64, error)
 		return listing{es, pos}, err
 	})
 	if err != nil {
-		return nil, 0, r.tokenError(err)
+		return nil, 0, tokenError(r.reg, err)
 	}
-	known := make(map[string]Entry, len(l.entries))
-	for _, e := range l.entries {
-		known[e.Key] = e
-	}
-	return known, l.pos, nil
+	return byKey(l.entries), l.pos, nil
 }
 
 // waitFull applies the token's changes after position pos to known until
@@ -230,9 +228,7 @@ func (r *rendezvous) waitFull(ctx context.Context, size int, known map[string]En
 		}
 		have.Store(int64(len(members)))
 		if len(members) >= size && pos >= mine {
-			out := outcome{size: size, members: membersOf(members)}
-			out.full = !slices.ContainsFunc(members, func(te tokenEntry) bool { return te.Key == r.key })
-			return out, nil
+			return r.outcome(size, members), nil
 		}
 		if !said {
 			say()
@@ -264,7 +260,7 @@ func (r *rendezvous) waitFull(ctx context.Context, size int, known map[string]En
 				continue // the context's end is reported above
 			}
 		default:
-			return outcome{}, r.tokenError(err)
+			return outcome{}, tokenError(r.reg, err)
 		}
 		w.Close()
 		w = r.reg.Watch(ctx, pos)
@@ -332,15 +328,23 @@ func (r *rendezvous) remove(ctx context.Context, mine Entry, why error) {
 	r.log.Info("removed this host's registration, leaving the token as it was", "why", why.Error())
 }
 
-// tokenError adds to a registry error what it means for the token.
-func (r *rendezvous) tokenError(err error) error {
+// tokenError adds to an error of reg what it means for the token.
+func tokenError(reg Registry, err error) error {
 	switch {
 	case errors.Is(err, ErrNoToken):
-		return fmt.Errorf("%w: %s has no token or no size; create tokens with 'etcd-discovery-agent token new': %w", ErrRegistryData, r.reg.Token(), err)
+		return fmt.Errorf("%w: %s has no token or no size; create tokens with 'etcd-discovery-agent token new': %w", ErrRegistryData, reg.Token(), err)
 	case errors.Is(err, ErrBadSize):
 		return fmt.Errorf("%w: %w", ErrRegistryData, err)
 	}
 	return err
+}
+
+func byKey(es []Entry) map[string]Entry {
+	known := make(map[string]Entry, len(es))
+	for _, e := range es {
+		known[e.Key] = e
+	}
+	return known
 }
 
 func entries(known map[string]Entry) []Entry {

@@ -148,18 +148,28 @@ type TokenInfo struct {
 	Entries []TokenEntry // in registration order
 }
 
+// Members is how many of the token's entries make its cluster.
+func (t *TokenInfo) Members() int {
+	n := 0
+	for _, e := range t.Entries {
+		if e.InCluster {
+			n++
+		}
+	}
+	return n
+}
+
 // ShowToken reads a token: its size and its entries in order, marking which
 // make the cluster, which do not count and which are not valid members,
 // by the rule every host applies (tokenMembers).
 func ShowToken(ctx context.Context, reg Registry) (*TokenInfo, error) {
-	r := &rendezvous{reg: reg}
 	size, err := reg.Size(ctx)
 	if err != nil {
-		return nil, r.tokenError(err)
+		return nil, tokenError(reg, err)
 	}
 	entries, _, err := reg.List(ctx)
 	if err != nil {
-		return nil, r.tokenError(err)
+		return nil, tokenError(reg, err)
 	}
 	members, claims, _ := tokenMembers(entries, size, reg.Token())
 	in := map[string]bool{}
@@ -206,13 +216,7 @@ func DeleteToken(ctx context.Context, reg TokenDeleter, force bool) (*TokenInfo,
 	info, err := ShowToken(ctx, reg)
 	switch {
 	case err == nil:
-		members := 0
-		for _, e := range info.Entries {
-			if e.InCluster {
-				members++
-			}
-		}
-		if members < info.Size && !force {
+		if members := info.Members(); members < info.Size && !force {
 			return info, fmt.Errorf("%w: the token %s holds %d of its %d members: its cluster has not formed, and hosts waiting on it would fail; it was left as it is. %s",
 				ErrConflict, reg.Token(), members, info.Size, anyway)
 		}
@@ -221,7 +225,7 @@ func DeleteToken(ctx context.Context, reg TokenDeleter, force bool) (*TokenInfo,
 		switch {
 		case errors.Is(lerr, ErrNoToken) || lerr == nil && len(es) == 0:
 			if !force {
-				return nil, fmt.Errorf("%w: the token %s does not exist (deleted, expired, or never made): %w", ErrRegistryData, reg.Token(), ErrNoToken)
+				return nil, noToken(reg, ErrNoToken)
 			}
 		case lerr != nil:
 			return nil, lerr
@@ -236,9 +240,15 @@ func DeleteToken(ctx context.Context, reg TokenDeleter, force bool) (*TokenInfo,
 	}
 	if err := reg.Delete(ctx); err != nil {
 		if errors.Is(err, ErrNoToken) {
-			return nil, fmt.Errorf("%w: the token %s does not exist (deleted, expired, or never made): %w", ErrRegistryData, reg.Token(), err)
+			return nil, noToken(reg, err)
 		}
 		return nil, err
 	}
 	return info, nil
+}
+
+// noToken is the error of a token that does not exist; err says how the
+// registry told.
+func noToken(reg Registry, err error) error {
+	return fmt.Errorf("%w: the token %s does not exist (deleted, expired, or never made): %w", ErrRegistryData, reg.Token(), err)
 }

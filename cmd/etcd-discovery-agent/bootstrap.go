@@ -186,9 +186,7 @@ func updater(d agent.DNSConfig, log *slog.Logger) (*dnsupdate.Updater, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", agent.ErrConfig, &agent.FieldError{Field: "DNS.KeyFile", Err: err})
 	}
-	if exposed, err := dnsupdate.KeyFileExposed(d.KeyFile); err == nil && exposed {
-		log.Warn("the TSIG key file can be read by other users; chmod 600 it", "path", d.KeyFile)
-	}
+	agent.WarnExposed(log, "DNS.KeyFile", d.KeyFile)
 	return &dnsupdate.Updater{Server: d.Server, Zone: d.Zone, Key: key}, nil
 }
 

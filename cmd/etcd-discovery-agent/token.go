@@ -293,13 +293,7 @@ func runTokenDelete(ctx context.Context, args []string, stdout, stderr io.Writer
 			fmt.Fprintf(stdout, "deleted the token %s (it had no usable size)\n", printable(reg.Token()))
 			return exitOK
 		}
-		members := 0
-		for _, e := range info.Entries {
-			if e.InCluster {
-				members++
-			}
-		}
-		fmt.Fprintf(stdout, "deleted the token %s: size %d, %d registrations, %d members\n", printable(info.Token), info.Size, len(info.Entries), members)
+		fmt.Fprintf(stdout, "deleted the token %s: size %d, %d registrations, %d members\n", printable(info.Token), info.Size, len(info.Entries), info.Members())
 		return exitOK
 	})
 }
