@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
 	"net/http"
 	"os"
@@ -86,7 +85,6 @@ type v3Bench struct {
 	etcd     map[string]string // etcd binary by method
 	registry string            // the registry's client URL
 	seed     int64
-	quiet    *slog.Logger
 }
 
 // BenchmarkV3Bootstrap: bootstrap from a v3 discovery token (the keys
@@ -116,7 +114,6 @@ func BenchmarkV3Bootstrap(b *testing.B) {
 		agentBin: testenv.AgentBinary(b),
 		etcd:     map[string]string{v3Agent: etcd37, v3AgentNoWait: etcd37, v3Etcd36: etcd36, v3Etcd37: etcd37},
 		seed:     time.Now().UnixNano(),
-		quiet:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	be.registry = testenv.StartEtcd(b, testenv.EtcdConfig{Bin: etcd37, Name: "registry"}).ClientURL
 	info := runInfo(b, "BenchmarkV3Bootstrap", v3Timeout, []string{etcd36, "--version"}, []string{etcd37, "--version"}) // the load average at the start
