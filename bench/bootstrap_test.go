@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/etcdv2"
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/etcdv3"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
 )
 
@@ -56,7 +56,6 @@ type bench struct {
 	agentBin  string
 	registry  string
 	proxy     *countingProxy
-	quietLog  *slog.Logger
 	roundSeed int64
 }
 
@@ -97,7 +96,6 @@ func BenchmarkBootstrap(b *testing.B) {
 		b:         b,
 		etcd:      testenv.EtcdBinary(b),
 		agentBin:  testenv.AgentBinary(b),
-		quietLog:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 		roundSeed: time.Now().UnixNano(),
 	}
 	be.registry, _ = testenv.Registry(b)
@@ -173,10 +171,7 @@ func (be *bench) round(m string, n, round int) sample {
 	if m != methodStatic {
 		// The token is made straight on the registry, so its creation is
 		// not counted; members reach the registry only through the proxy.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		spec := agent.TokenSpec{Endpoints: []string{be.registry}, Prefix: "/discovery", Size: n}
-		direct, err := agent.CreateToken(ctx, spec, func(u string) (agent.TokenCreator, error) { return etcdv2.New(u, agent.Access{}) }, be.quietLog)
-		cancel()
+		direct, err := newToken(be.registry, false, "", n)
 		if err != nil {
 			b.Fatalf("token new: %v", err)
 		}
@@ -282,6 +277,32 @@ func (be *bench) round(m string, n, round int) sample {
 		}
 	}
 	return s
+}
+
+// newToken makes a token of size n straight on the registry at endpoint,
+// as the agent's "token new" does (agent.CreateToken): a v2 token under
+// /discovery, or a v3 token; an empty name is a random one. It returns the
+// token as the agent takes it: a v2 token's discovery URL, a v3 token's
+// name.
+func newToken(endpoint string, v3 bool, name string, n int) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var v3reg *etcdv3.Registry
+	defer func() {
+		if v3reg != nil {
+			_ = v3reg.Close()
+		}
+	}()
+	open := func(token string) (agent.TokenCreator, error) {
+		if !v3 {
+			return etcdv2.New(token, agent.Access{})
+		}
+		reg, err := etcdv3.NewRegistry([]string{endpoint}, token, agent.Access{})
+		v3reg = reg
+		return reg, err
+	}
+	spec := agent.TokenSpec{Endpoints: []string{endpoint}, V3: v3, Prefix: "/discovery", Token: name, Size: n}
+	return agent.CreateToken(ctx, spec, open, slog.New(slog.DiscardHandler))
 }
 
 // etcdArgs are the flags of a member on host h that do not depend on how

@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent"
-	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/etcdv3"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
 )
 
@@ -173,7 +171,7 @@ func (be *v3Bench) round(m string, n, round int) v3Sample {
 		}
 	}()
 	token := fmt.Sprintf("bench-%d-r%d-%s-n%d", be.seed, round, m, n)
-	if err := be.createToken(token, n); err != nil {
+	if _, err := newToken(be.registry, true, token, n); err != nil {
 		b.Fatalf("create token %s: %v", token, err)
 	}
 	before, err := settledCalls(be.registry)
@@ -272,19 +270,6 @@ func later(a, b time.Time) time.Time {
 		return b
 	}
 	return a
-}
-
-// createToken writes the token's size straight to the registry, before
-// the round's calls are counted.
-func (be *v3Bench) createToken(token string, n int) error {
-	reg, err := etcdv3.NewRegistry([]string{be.registry}, token, agent.Access{})
-	if err != nil {
-		return err
-	}
-	defer reg.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return reg.Create(ctx, n, 0)
 }
 
 // grpcMetric is one sample of a grpc_server_*_total counter.
