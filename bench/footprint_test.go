@@ -355,8 +355,7 @@ func peakRSS(b *testing.B, bu *agentBuild, kind, registry, tmp string, round int
 		case "v2":
 			args = testenv.AgentArgs(h, token)
 		case "v3":
-			args = []string{"bootstrap", "--name", h.Name, "--discovery-token", token, "--discovery-endpoints", registry,
-				"--advertise-address", h.Addr.String(), "--data-dir", h.DataDir(), "--env-file", h.EnvFile(), "--state-dir", h.StateDir()}
+			args = v3AgentArgs(h, token, registry)
 		}
 		envFile = h.EnvFile()
 		defer func() {

@@ -184,10 +184,7 @@ func (be *v3Bench) round(m string, n, round int) v3Sample {
 	for i, h := range hosts {
 		switch m {
 		case v3Agent, v3AgentNoWait:
-			args := []string{"bootstrap", "--name", h.Name,
-				"--discovery-token", token, "--discovery-endpoints", be.registry,
-				"--advertise-address", h.Addr.String(), "--data-dir", h.DataDir(),
-				"--env-file", h.EnvFile(), "--state-dir", h.StateDir(), "--timeout", "60s"}
+			args := v3AgentArgs(h, token, be.registry, "--timeout", "60s")
 			if m == v3AgentNoWait {
 				args = append(args, "--peer-wait", "0")
 			}
@@ -263,6 +260,15 @@ func (be *v3Bench) round(m string, n, round int) v3Sample {
 		}
 	}
 	return s
+}
+
+// v3AgentArgs are testenv.AgentArgs for a v3 token: the agent's bootstrap
+// of host h on token in the etcd at endpoint.
+func v3AgentArgs(h testenv.Host, token, endpoint string, extra ...string) []string {
+	return append([]string{"bootstrap", "--name", h.Name,
+		"--discovery-token", token, "--discovery-endpoints", endpoint,
+		"--advertise-address", h.Addr.String(), "--data-dir", h.DataDir(),
+		"--env-file", h.EnvFile(), "--state-dir", h.StateDir()}, extra...)
 }
 
 func later(a, b time.Time) time.Time {
