@@ -211,41 +211,7 @@ func (be *bench) round(m string, n, round int) sample {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), roundDeadline)
-	healthy := make([]time.Time, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i, h := range hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = testenv.PollHealthy(ctx, h.ClientURL(), procs[i].Done())
-			healthy[i] = time.Now()
-		}()
-	}
-	wg.Wait()
-	cancel()
-	var end time.Time
-	for i, err := range errs {
-		if err != nil {
-			s.failed = fmt.Sprintf("%s: %v", hosts[i].Name, err)
-			break
-		}
-		if healthy[i].After(end) {
-			end = healthy[i]
-		}
-	}
-	s.secs = end.Sub(t0).Seconds()
-	if s.failed == "" {
-		var urls []string
-		for _, h := range hosts {
-			urls = append(urls, h.ClientURL())
-		}
-		if err := checkOneCluster(urls, n); err != nil {
-			s.failed = err.Error()
-		}
-	}
-
+	s.secs, s.failed = awaitCluster(hosts, procs, t0)
 	stopAll(procs)
 
 	if tokenDir != "" {
@@ -277,6 +243,46 @@ func (be *bench) round(m string, n, round int) sample {
 		}
 	}
 	return s
+}
+
+// awaitCluster waits, at most roundDeadline, until every member of a round
+// launched at t0 answers /health, and returns the seconds from t0 until
+// the last did and why the round failed (empty if it did not): a member
+// that did not answer, or members that are not one cluster of them all
+// (checkOneCluster).
+func awaitCluster(hosts []testenv.Host, procs []*testenv.Process, t0 time.Time) (secs float64, failed string) {
+	ctx, cancel := context.WithTimeout(context.Background(), roundDeadline)
+	healthy := make([]time.Time, len(hosts))
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Go(func() {
+			errs[i] = testenv.PollHealthy(ctx, h.ClientURL(), procs[i].Done())
+			healthy[i] = time.Now()
+		})
+	}
+	wg.Wait()
+	cancel()
+	var end time.Time
+	for i, err := range errs {
+		if err != nil {
+			failed = fmt.Sprintf("%s: %v", hosts[i].Name, err)
+			break
+		}
+		if healthy[i].After(end) {
+			end = healthy[i]
+		}
+	}
+	if failed == "" {
+		var urls []string
+		for _, h := range hosts {
+			urls = append(urls, h.ClientURL())
+		}
+		if err := checkOneCluster(urls, len(hosts)); err != nil {
+			failed = err.Error()
+		}
+	}
+	return end.Sub(t0).Seconds(), failed
 }
 
 // newToken makes a token of size n straight on the registry at endpoint,

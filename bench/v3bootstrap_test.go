@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -196,36 +195,7 @@ func (be *v3Bench) round(m string, n, round int) v3Sample {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), roundDeadline)
-	healthy := make([]time.Time, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i, h := range hosts {
-		wg.Go(func() {
-			errs[i] = testenv.PollHealthy(ctx, h.ClientURL(), procs[i].Done())
-			healthy[i] = time.Now()
-		})
-	}
-	wg.Wait()
-	cancel()
-	var end time.Time
-	for i, err := range errs {
-		if err != nil {
-			s.failed = fmt.Sprintf("%s: %v", hosts[i].Name, err)
-			break
-		}
-		end = later(end, healthy[i])
-	}
-	s.secs = end.Sub(t0).Seconds()
-	if s.failed == "" {
-		var urls []string
-		for _, h := range hosts {
-			urls = append(urls, h.ClientURL())
-		}
-		if err := checkOneCluster(urls, n); err != nil {
-			s.failed = err.Error()
-		}
-	}
+	s.secs, s.failed = awaitCluster(hosts, procs, t0)
 	stopAll(procs)
 
 	after, err := settledCalls(be.registry)
@@ -269,13 +239,6 @@ func v3AgentArgs(h testenv.Host, token, endpoint string, extra ...string) []stri
 		"--discovery-token", token, "--discovery-endpoints", endpoint,
 		"--advertise-address", h.Addr.String(), "--data-dir", h.DataDir(),
 		"--env-file", h.EnvFile(), "--state-dir", h.StateDir()}, extra...)
-}
-
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
 
 // grpcMetric is one sample of a grpc_server_*_total counter.
