@@ -59,8 +59,9 @@ type bench struct {
 	roundSeed int64
 }
 
-// sample is the outcome of one round of one method at one size.
-type sample struct {
+// outcome is what every round of a bootstrap benchmark records of one
+// method at one size, whatever else it measures.
+type outcome struct {
 	method string
 	n      int
 	round  int
@@ -68,14 +69,20 @@ type sample struct {
 	secs   float64
 	failed string // why the round failed; empty if it did not
 
+	// From the logs, relative to the launch: the last member to reach each
+	// event (absent events are not in the map).
+	last map[string]time.Duration
+}
+
+// sample is the outcome of one round of BenchmarkBootstrap.
+type sample struct {
+	outcome
+
 	// For methods that use the registry: the requests under the round's
 	// token, and how many of each kind.
 	reqs  int
 	kinds map[string]int
 
-	// From the logs, relative to the launch: the last member to reach each
-	// event (absent events are not in the map).
-	last map[string]time.Duration
 	// For the agent: how long each non-lead member waited for the lead.
 	leadWaits []time.Duration
 	// The longest gap, over the members, between etcd printing its
@@ -159,7 +166,7 @@ func key(method string, n int) string { return fmt.Sprintf("%s/%d", method, n) }
 // removes their data.
 func (be *bench) round(m string, n, round int) sample {
 	b := be.b
-	s := sample{method: m, n: n, round: round, last: map[string]time.Duration{}}
+	s := sample{outcome: outcome{method: m, n: n, round: round}}
 	hosts := testenv.Hosts(b, fmt.Sprintf("r%d-%s-n%d-h", round, m, n), n)
 	defer func() {
 		for _, h := range hosts {
@@ -222,27 +229,40 @@ func (be *bench) round(m string, n, round int) sample {
 			s.kinds[r.kind(tokenDir)]++
 		}
 	}
-	for _, p := range procs {
-		ev := parseLog(p.Output(), t0)
-		for name, d := range ev.at {
-			if d > s.last[name] {
-				s.last[name] = d
-			}
-		}
+	for _, ev := range s.readLogs(b, "", t0, procs) {
 		s.leadWaits = append(s.leadWaits, ev.leadWaits...)
 		if g, ok := ev.gap("configured", "member"); ok && g > s.probeGap {
 			s.probeGap = g
 		}
 	}
-	if dir := os.Getenv("BENCH_KEEP_LOGS"); dir != "" {
-		keepLogs(b, filepath.Join(dir, fmt.Sprintf("r%02d-n%d-%s", round, n, m)), t0, procs)
+	return s
+}
+
+// readLogs reads the logs of the round's processes, launched at t0: it
+// sets o.last and returns each process's events. It keeps the logs in
+// $BENCH_KEEP_LOGS/<prefix>r<round>-n<n>-<method> when that is set, and
+// shows the end of each if the round failed.
+func (o *outcome) readLogs(b *testing.B, prefix string, t0 time.Time, procs []*testenv.Process) []logEvents {
+	o.last = map[string]time.Duration{}
+	var evs []logEvents
+	for _, p := range procs {
+		ev := parseLog(p.Output(), t0)
+		for name, d := range ev.at {
+			if d > o.last[name] {
+				o.last[name] = d
+			}
+		}
+		evs = append(evs, ev)
 	}
-	if s.failed != "" {
+	if dir := os.Getenv("BENCH_KEEP_LOGS"); dir != "" {
+		keepLogs(b, filepath.Join(dir, fmt.Sprintf("%sr%02d-n%d-%s", prefix, o.round, o.n, o.method)), t0, procs)
+	}
+	if o.failed != "" {
 		for _, p := range procs {
-			b.Logf("round %d %s N=%d failed; %s log:\n%s", round, m, n, p.Name, tail(p.Output(), 25))
+			b.Logf("round %d %s N=%d failed; %s log:\n%s", o.round, o.method, o.n, p.Name, tail(p.Output(), 25))
 		}
 	}
-	return s
+	return evs
 }
 
 // awaitCluster waits, at most roundDeadline, until every member of a round

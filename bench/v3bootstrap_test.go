@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -39,19 +38,12 @@ var (
 // v3Timeout is the -timeout the command in the report names.
 const v3Timeout = "30m"
 
-// v3Sample is the outcome of one round of one method at one size.
+// v3Sample is the outcome of one round of BenchmarkV3Bootstrap.
 type v3Sample struct {
-	method string
-	n      int
-	round  int
-	secs   float64
-	failed string
+	outcome
 	// calls are the registry's gRPC calls of the round, by method (Range,
 	// Txn, Watch, ...): grpc_server_started_total after minus before.
 	calls map[string]float64
-	// last is, per event of the members' logs, when the last member
-	// reached it, after the launch.
-	last map[string]time.Duration
 	// On the agent's hosts, the longest gap over the members between the
 	// agent writing the env file and etcd's first line (the ordered start
 	// and etcd's exec).
@@ -162,7 +154,7 @@ func BenchmarkV3Bootstrap(b *testing.B) {
 // round's.
 func (be *v3Bench) round(m string, n, round int) v3Sample {
 	b := be.b
-	s := v3Sample{method: m, n: n, round: round, last: map[string]time.Duration{}}
+	s := v3Sample{outcome: outcome{method: m, n: n, round: round}}
 	hosts := testenv.Hosts(b, fmt.Sprintf("v%d-%s-n%d-h", round, m, n), n)
 	defer func() {
 		for _, h := range hosts {
@@ -208,25 +200,11 @@ func (be *v3Bench) round(m string, n, round int) v3Sample {
 			s.calls[k] = d
 		}
 	}
-	for _, p := range procs {
-		ev := parseLog(p.Output(), t0)
-		for name, d := range ev.at {
-			if d > s.last[name] {
-				s.last[name] = d
-			}
-		}
+	for _, ev := range s.readLogs(b, "v3-", t0, procs) {
 		if m == v3Agent || m == v3AgentNoWait {
 			if g, ok := ev.gap("env", "exec"); ok && g > s.handover {
 				s.handover, s.hasHandover = g, true
 			}
-		}
-	}
-	if dir := os.Getenv("BENCH_KEEP_LOGS"); dir != "" {
-		keepLogs(b, filepath.Join(dir, fmt.Sprintf("v3-r%02d-n%d-%s", round, n, m)), t0, procs)
-	}
-	if s.failed != "" {
-		for _, p := range procs {
-			b.Logf("round %d %s N=%d failed; %s log:\n%s", round, m, n, p.Name, tail(p.Output(), 25))
 		}
 	}
 	return s
