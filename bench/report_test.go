@@ -136,20 +136,25 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func secsOf(ss []sample) []float64 {
+// roundSample is a sample of either token benchmark (sample, v3Sample).
+type roundSample interface{ result() outcome }
+
+func (o outcome) result() outcome { return o }
+
+func secsOf[S roundSample](ss []S) []float64 {
 	var xs []float64
 	for _, s := range ss {
-		xs = append(xs, s.secs)
+		xs = append(xs, s.result().secs)
 	}
 	return xs
 }
 
 // phaseSecs are, per round, the seconds after the launch at which the last
 // member reached event ph (rounds where no member logged it are left out).
-func phaseSecs(ss []sample, ph string) []float64 {
+func phaseSecs[S roundSample](ss []S, ph string) []float64 {
 	var xs []float64
 	for _, s := range ss {
-		if d, ok := s.last[ph]; ok {
+		if d, ok := s.result().last[ph]; ok {
 			xs = append(xs, d.Seconds())
 		}
 	}

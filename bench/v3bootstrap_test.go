@@ -303,14 +303,6 @@ func v3CallsPerMember(ss []v3Sample) []float64 {
 	return xs
 }
 
-func v3Secs(ss []v3Sample) []float64 {
-	var xs []float64
-	for _, s := range ss {
-		xs = append(xs, s.secs)
-	}
-	return xs
-}
-
 // v3Metrics are the numbers reported for size n, by unit.
 func v3Metrics(results map[string][]v3Sample, n int) map[string]float64 {
 	out := map[string]float64{}
@@ -319,7 +311,7 @@ func v3Metrics(results map[string][]v3Sample, n int) map[string]float64 {
 		if len(ss) == 0 {
 			continue
 		}
-		out[m+"-median-s"] = median(v3Secs(ss))
+		out[m+"-median-s"] = median(secsOf(ss))
 		out["calls/member-"+m] = median(v3CallsPerMember(ss))
 	}
 	for _, own := range v3Own {
@@ -354,7 +346,7 @@ func v3Report(results map[string][]v3Sample, rounds int, failures []v3Sample) st
 			ss := results[key(m, n)]
 			row := []string{strconv.Itoa(n), m, strconv.Itoa(len(ss)), "-", "-", "-", "-"}
 			if len(ss) > 0 {
-				xs, cs := v3Secs(ss), v3CallsPerMember(ss)
+				xs, cs := secsOf(ss), v3CallsPerMember(ss)
 				row[3], row[4], row[5] = f3(median(xs)), f3(slices.Min(xs)), f3(slices.Max(xs))
 				row[6] = fmt.Sprintf("%.2f (%.2f-%.2f)", median(cs), slices.Min(cs), slices.Max(cs))
 			}
@@ -379,14 +371,14 @@ func v3Report(results map[string][]v3Sample, rounds int, failures []v3Sample) st
 				row = append(row, "-", "-", "-")
 				continue
 			}
-			lo, hi := ratioCI(v3Secs(a), v3Secs(o))
-			row = append(row, fmt.Sprintf("%.2f (%.2f-%.2f)", median(v3Secs(a))/median(v3Secs(o)), lo, hi),
-				fmt.Sprintf("%+.3f", shift(v3Secs(a), v3Secs(o))),
+			lo, hi := ratioCI(secsOf(a), secsOf(o))
+			row = append(row, fmt.Sprintf("%.2f (%.2f-%.2f)", median(secsOf(a))/median(secsOf(o)), lo, hi),
+				fmt.Sprintf("%+.3f", shift(secsOf(a), secsOf(o))),
 				fmt.Sprintf("%.2f", median(v3CallsPerMember(a))/median(v3CallsPerMember(o))))
 		}
 		if a0, o := results[key(v3AgentNoWait, n)], results[key(v3Etcd37, n)]; len(a0) > 0 && len(o) > 0 {
-			lo, hi := ratioCI(v3Secs(a0), v3Secs(o))
-			row = append(row, fmt.Sprintf("%.2f (%.2f-%.2f)", median(v3Secs(a0))/median(v3Secs(o)), lo, hi))
+			lo, hi := ratioCI(secsOf(a0), secsOf(o))
+			row = append(row, fmt.Sprintf("%.2f (%.2f-%.2f)", median(secsOf(a0))/median(secsOf(o)), lo, hi))
 		} else {
 			row = append(row, "-")
 		}
@@ -416,16 +408,10 @@ func v3Report(results map[string][]v3Sample, rounds int, failures []v3Sample) st
 			}
 			row := []string{strconv.Itoa(n), m}
 			for _, ph := range v3Phases {
-				var xs []float64
-				for _, s := range ss {
-					if d, ok := s.last[ph]; ok {
-						xs = append(xs, d.Seconds())
-					}
-				}
-				if len(xs) == 0 {
-					row = append(row, "-")
-				} else {
+				if xs := phaseSecs(ss, ph); len(xs) > 0 {
 					row = append(row, f3(median(xs)))
+				} else {
+					row = append(row, "-")
 				}
 			}
 			var fills, handovers []float64
@@ -444,7 +430,7 @@ func v3Report(results map[string][]v3Sample, rounds int, failures []v3Sample) st
 			if len(handovers) > 0 {
 				handover = f3(median(handovers))
 			}
-			rows = append(rows, append(row, f3(median(v3Secs(ss))), fill, handover))
+			rows = append(rows, append(row, f3(median(secsOf(ss))), fill, handover))
 		}
 	}
 	table(&sb, "ll"+strings.Repeat("r", len(v3Phases)+3), head, rows)
@@ -486,7 +472,7 @@ func v3Report(results map[string][]v3Sample, rounds int, failures []v3Sample) st
 	p("Every counted round, seconds:\n\n```\n")
 	for _, n := range v3Sizes {
 		for _, m := range v3Methods {
-			p("N=%d %-2s %s\n", n, m, secs(v3Secs(results[key(m, n)])))
+			p("N=%d %-2s %s\n", n, m, secs(secsOf(results[key(m, n)])))
 		}
 	}
 	p("```\n")
