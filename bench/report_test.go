@@ -356,38 +356,8 @@ func report(results map[string][]sample, rounds int, failures []sample) string {
 	table(&sb, "llrrrrrrr", head, rows)
 
 	p("Registry requests by kind, mean per member over the counted rounds:\n\n")
-	kinds := map[string]bool{}
-	for _, ss := range results {
-		for _, s := range ss {
-			for k := range s.kinds {
-				kinds[k] = true
-			}
-		}
-	}
-	kindList := slices.Sorted(maps.Keys(kinds))
-	rows = nil
-	for _, n := range sizes {
-		for _, m := range methods {
-			ss := results[key(m, n)]
-			if !usesRegistry(m) || len(ss) == 0 {
-				continue
-			}
-			total := map[string]int{}
-			members := 0
-			for _, s := range ss {
-				members += s.n
-				for k, v := range s.kinds {
-					total[k] += v
-				}
-			}
-			row := []string{strconv.Itoa(n), m}
-			for _, k := range kindList {
-				row = append(row, fmt.Sprintf("%.2f", float64(total[k])/float64(members)))
-			}
-			rows = append(rows, row)
-		}
-	}
-	table(&sb, "ll"+strings.Repeat("r", len(kindList)), append([]string{"N", "m"}, kindList...), rows)
+	viaRegistry := slices.DeleteFunc(slices.Clone(methods), func(m string) bool { return !usesRegistry(m) })
+	countsTable(&sb, results, sizes, viaRegistry, func(s sample) map[string]int { return s.kinds })
 
 	p("Ordered start (a): how long the members other than the lead waited for it (seconds):\n\n")
 	rows = nil
@@ -423,6 +393,44 @@ func report(results map[string][]sample, rounds int, failures []sample) string {
 		}
 	}
 	return sb.String()
+}
+
+// countsTable renders counts by kind (registry requests, gRPC calls), the
+// mean per member over the counted rounds: a row per N and method that has
+// rounds, a column per kind that any round counted.
+func countsTable[S roundSample, V int | float64](sb *strings.Builder, results map[string][]S, sizes []int, methods []string, counts func(S) map[string]V) {
+	kinds := map[string]bool{}
+	for _, ss := range results {
+		for _, s := range ss {
+			for k := range counts(s) {
+				kinds[k] = true
+			}
+		}
+	}
+	kindList := slices.Sorted(maps.Keys(kinds))
+	var rows [][]string
+	for _, n := range sizes {
+		for _, m := range methods {
+			ss := results[key(m, n)]
+			if len(ss) == 0 {
+				continue
+			}
+			total := map[string]float64{}
+			members := 0
+			for _, s := range ss {
+				members += s.result().n
+				for k, v := range counts(s) {
+					total[k] += float64(v)
+				}
+			}
+			row := []string{strconv.Itoa(n), m}
+			for _, k := range kindList {
+				row = append(row, fmt.Sprintf("%.2f", total[k]/float64(members)))
+			}
+			rows = append(rows, row)
+		}
+	}
+	table(sb, "ll"+strings.Repeat("r", len(kindList)), append([]string{"N", "m"}, kindList...), rows)
 }
 
 func TestMedian(t *testing.T) {

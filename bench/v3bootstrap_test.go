@@ -436,38 +436,7 @@ func v3Report(results map[string][]v3Sample, rounds int, failures []v3Sample) st
 	table(&sb, "ll"+strings.Repeat("r", len(v3Phases)+3), head, rows)
 
 	p("The registry's gRPC calls by method, mean per member over the counted rounds (a Watch is one stream, however many events it carries):\n\n")
-	kinds := map[string]bool{}
-	for _, ss := range results {
-		for _, s := range ss {
-			for k := range s.calls {
-				kinds[k] = true
-			}
-		}
-	}
-	kindList := slices.Sorted(maps.Keys(kinds))
-	rows = nil
-	for _, n := range v3Sizes {
-		for _, m := range v3Methods {
-			ss := results[key(m, n)]
-			if len(ss) == 0 {
-				continue
-			}
-			total := map[string]float64{}
-			members := 0
-			for _, s := range ss {
-				members += s.n
-				for k, v := range s.calls {
-					total[k] += v
-				}
-			}
-			row := []string{strconv.Itoa(n), m}
-			for _, k := range kindList {
-				row = append(row, fmt.Sprintf("%.2f", total[k]/float64(members)))
-			}
-			rows = append(rows, row)
-		}
-	}
-	table(&sb, "ll"+strings.Repeat("r", len(kindList)), append([]string{"N", "m"}, kindList...), rows)
+	countsTable(&sb, results, v3Sizes, v3Methods, func(s v3Sample) map[string]float64 { return s.calls })
 
 	p("Every counted round, seconds:\n\n```\n")
 	for _, n := range v3Sizes {
