@@ -374,25 +374,27 @@ func report(results map[string][]sample, rounds int, failures []sample) string {
 	}
 	table(&sb, "lrrrr", []string{"N", "waits", "median", "min", "max"}, rows)
 
-	p("Every counted round, seconds:\n\n```\n")
+	roundsList(&sb, results, sizes, methods, failures)
+	return sb.String()
+}
+
+// roundsList writes the seconds of every counted round by N and method,
+// then the rounds that failed.
+func roundsList[S roundSample](sb *strings.Builder, results map[string][]S, sizes []int, methods []string, failures []S) {
+	sb.WriteString("Every counted round, seconds:\n\n```\n")
 	for _, n := range sizes {
 		for _, m := range methods {
-			var parts []string
-			for _, s := range results[key(m, n)] {
-				parts = append(parts, fmt.Sprintf("%.2f", s.secs))
-			}
-			p("N=%d %-2s %s\n", n, m, strings.Join(parts, " "))
+			fmt.Fprintf(sb, "N=%d %-2s %s\n", n, m, secs(secsOf(results[key(m, n)])))
 		}
 	}
-	p("```\n")
-
+	sb.WriteString("```\n")
 	if len(failures) > 0 {
-		p("\nFailed rounds, not counted above:\n\n")
+		sb.WriteString("\nFailed rounds, not counted above:\n\n")
 		for _, f := range failures {
-			p("- round %d, %s, N=%d: %s\n", f.round, f.method, f.n, f.failed)
+			o := f.result()
+			fmt.Fprintf(sb, "- round %d, %s, N=%d: %s\n", o.round, o.method, o.n, o.failed)
 		}
 	}
-	return sb.String()
 }
 
 // countsTable renders counts by kind (registry requests, gRPC calls), the

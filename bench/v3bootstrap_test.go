@@ -438,19 +438,7 @@ func v3Report(results map[string][]v3Sample, rounds int, failures []v3Sample) st
 	p("The registry's gRPC calls by method, mean per member over the counted rounds (a Watch is one stream, however many events it carries):\n\n")
 	countsTable(&sb, results, v3Sizes, v3Methods, func(s v3Sample) map[string]float64 { return s.calls })
 
-	p("Every counted round, seconds:\n\n```\n")
-	for _, n := range v3Sizes {
-		for _, m := range v3Methods {
-			p("N=%d %-2s %s\n", n, m, secs(secsOf(results[key(m, n)])))
-		}
-	}
-	p("```\n")
-	if len(failures) > 0 {
-		p("\nFailed rounds, not counted above:\n\n")
-		for _, f := range failures {
-			p("- round %d, %s, N=%d: %s\n", f.round, f.method, f.n, f.failed)
-		}
-	}
+	roundsList(&sb, results, v3Sizes, v3Methods, failures)
 	return sb.String()
 }
 
