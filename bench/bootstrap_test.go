@@ -113,49 +113,65 @@ func BenchmarkBootstrap(b *testing.B) {
 	fmt.Printf("bootstrap benchmark: %d rounds x methods %v x N %v, etcd %s, registry %s behind counting proxy %s\n",
 		rounds, methods, sizes, be.etcd, be.registry, be.proxy.URL)
 
-	// One warm-up round per method (page cache, first exec of each
-	// binary), not counted.
-	for _, m := range methods {
-		s := be.round(m, sizes[0], 0)
-		fmt.Printf("warm-up  %-2s N=%d %6.3fs %s\n", m, s.n, s.secs, s.failed)
-	}
-
-	results := map[string][]sample{} // by key(method, n)
-	var failures []sample
-	for r := 1; r <= rounds; r++ {
-		for _, n := range sizes {
-			var line []string
-			for i := range methods {
-				m := methods[(i+r)%len(methods)] // rotate the order each round
-				s := be.round(m, n, r)
-				if s.failed != "" {
-					failures = append(failures, s)
-					line = append(line, fmt.Sprintf("%s=FAILED", m))
-					continue
-				}
-				results[key(m, n)] = append(results[key(m, n)], s)
-				line = append(line, fmt.Sprintf("%s=%.3fs", m, s.secs))
-			}
-			fmt.Printf("round %d/%d N=%d  %s  (elapsed %s)\n", r, rounds, n, strings.Join(line, " "), time.Since(start).Round(time.Second))
-		}
-	}
+	results, failures := runRounds(start, rounds, sizes, methods, be.round, func(s sample) string { return fmt.Sprintf("%.3fs", s.secs) })
 
 	fmt.Printf("total %s\n", time.Since(start).Round(time.Second))
 	writeSection(b, "BenchmarkBootstrap", info+
 		"Each round launches N fresh hosts on their own 127.x.y.z addresses at once, with a fresh token, and ends when every member answers `/health` and all report one cluster. "+
 		"The registry is one etcd with `--enable-v2`; the members reach it through a counting reverse proxy.\n\n"+
 		report(results, rounds, failures))
+	reportRounds(b, sizes, func(n int) map[string]float64 { return metrics(results, n) }, failures)
+}
 
+// runRounds runs the rounds of a bootstrap benchmark that started at
+// start: one warm-up round per method (page cache, first exec of each
+// binary) at the smallest size, not counted, then rounds rounds of every
+// size, the order of the methods rotating from round to round. It prints
+// a line per round and size, where show tells of a counted round, and
+// returns the counted samples by key(method, n) and the failed ones.
+func runRounds[S roundSample](start time.Time, rounds int, sizes []int, methods []string, round func(m string, n, r int) S, show func(S) string) (map[string][]S, []S) {
+	for _, m := range methods {
+		o := round(m, sizes[0], 0).result()
+		fmt.Printf("warm-up  %-2s N=%d %6.3fs %s\n", m, o.n, o.secs, o.failed)
+	}
+	results := map[string][]S{}
+	var failures []S
+	for r := 1; r <= rounds; r++ {
+		for _, n := range sizes {
+			var line []string
+			for i := range methods {
+				m := methods[(i+r)%len(methods)] // rotate the order each round
+				s := round(m, n, r)
+				if s.result().failed != "" {
+					failures = append(failures, s)
+					line = append(line, m+"=FAILED")
+					continue
+				}
+				results[key(m, n)] = append(results[key(m, n)], s)
+				line = append(line, m+"="+show(s))
+			}
+			fmt.Printf("round %d/%d N=%d  %s  (elapsed %s)\n", r, rounds, n, strings.Join(line, " "), time.Since(start).Round(time.Second))
+		}
+	}
+	return results, failures
+}
+
+// reportRounds reports the metrics of each size n on a sub-benchmark N=n
+// (a benchmark with sub-benchmarks prints no metrics of its own) and fails
+// the benchmark once for every failed round.
+func reportRounds[S roundSample](b *testing.B, sizes []int, metrics func(n int) map[string]float64, failures []S) {
+	b.Helper()
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
-			for unit, v := range metrics(results, n) {
+			for unit, v := range metrics(n) {
 				b.ReportMetric(v, unit)
 			}
 			b.ReportMetric(0, "ns/op")
 		})
 	}
 	for _, f := range failures {
-		b.Errorf("round %d of %s at N=%d failed: %s", f.round, f.method, f.n, f.failed)
+		o := f.result()
+		b.Errorf("round %d of %s at N=%d failed: %s", o.round, o.method, o.n, o.failed)
 	}
 }
 

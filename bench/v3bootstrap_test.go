@@ -109,43 +109,12 @@ func BenchmarkV3Bootstrap(b *testing.B) {
 
 	start := time.Now()
 	fmt.Printf("v3 bootstrap benchmark: %d rounds x methods %v x N %v, registry %s\n", rounds, v3Methods, v3Sizes, be.registry)
-	// One warm-up round per method, not counted.
-	for _, m := range v3Methods {
-		s := be.round(m, v3Sizes[0], 0)
-		fmt.Printf("warm-up  %-2s N=%d %6.3fs %s\n", m, s.n, s.secs, s.failed)
-	}
-	results := map[string][]v3Sample{}
-	var failures []v3Sample
-	for r := 1; r <= rounds; r++ {
-		for _, n := range v3Sizes {
-			var line []string
-			for i := range v3Methods {
-				m := v3Methods[(i+r)%len(v3Methods)] // rotate the order each round
-				s := be.round(m, n, r)
-				if s.failed != "" {
-					failures = append(failures, s)
-					line = append(line, m+"=FAILED")
-					continue
-				}
-				results[key(m, n)] = append(results[key(m, n)], s)
-				line = append(line, fmt.Sprintf("%s=%.3fs/%.1fcalls", m, s.secs, s.callsPerMember()))
-			}
-			fmt.Printf("round %d/%d N=%d  %s  (elapsed %s)\n", r, rounds, n, strings.Join(line, " "), time.Since(start).Round(time.Second))
-		}
-	}
+	results, failures := runRounds(start, rounds, v3Sizes, v3Methods, be.round, func(s v3Sample) string {
+		return fmt.Sprintf("%.3fs/%.1fcalls", s.secs, s.callsPerMember())
+	})
 
 	writeSection(b, "BenchmarkV3Bootstrap", info+v3Report(results, rounds, failures))
-	for _, n := range v3Sizes {
-		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
-			for unit, v := range v3Metrics(results, n) {
-				b.ReportMetric(v, unit)
-			}
-			b.ReportMetric(0, "ns/op")
-		})
-	}
-	for _, f := range failures {
-		b.Errorf("round %d of %s at N=%d failed: %s", f.round, f.method, f.n, f.failed)
-	}
+	reportRounds(b, v3Sizes, func(n int) map[string]float64 { return v3Metrics(results, n) }, failures)
 }
 
 // round makes a token of size n, launches n fresh hosts with method m at
