@@ -256,23 +256,12 @@ func report(results map[string][]sample, rounds int, failures []sample) string {
 	table(&sb, "ll", []string{"id", "method"}, rows)
 
 	p("Seconds from launching the N processes until every member's `/health` says true; registry requests per member, token creation not counted:\n\n")
-	rows = nil
-	for _, n := range sizes {
-		for _, m := range methods {
-			ss := results[key(m, n)]
-			row := []string{strconv.Itoa(n), m, strconv.Itoa(len(ss)), "-", "-", "-", "-"}
-			if len(ss) > 0 {
-				xs := secsOf(ss)
-				row[3], row[4], row[5] = f3(median(xs)), f3(slices.Min(xs)), f3(slices.Max(xs))
-				if usesRegistry(m) {
-					rs := reqsPerMember(ss)
-					row[6] = fmt.Sprintf("%.2f (%.2f-%.2f)", median(rs), slices.Min(rs), slices.Max(rs))
-				}
-			}
-			rows = append(rows, row)
+	timesTable(&sb, results, sizes, methods, "reqs/member", func(m string, ss []sample) []float64 {
+		if !usesRegistry(m) {
+			return nil
 		}
-	}
-	table(&sb, "llrrrrl", []string{"N", "method", "rounds", "median", "min", "max", "reqs/member: median (min-max)"}, rows)
+		return reqsPerMember(ss)
+	})
 
 	p("Registry requests per member, the agent (a) against etcd's own discovery (b): medians over the rounds, their ratio and difference:\n\n")
 	rows = nil
@@ -395,6 +384,29 @@ func roundsList[S roundSample](sb *strings.Builder, results map[string][]S, size
 			fmt.Fprintf(sb, "- round %d, %s, N=%d: %s\n", o.round, o.method, o.n, o.failed)
 		}
 	}
+}
+
+// timesTable renders a row per N and method: its counted rounds, the
+// median, min and max of their seconds, and the median (min-max) of what
+// perMember gives of them (what is named; "-" where it gives nothing).
+func timesTable[S roundSample](sb *strings.Builder, results map[string][]S, sizes []int, methods []string, what string, perMember func(m string, ss []S) []float64) {
+	f3 := func(x float64) string { return fmt.Sprintf("%.3f", x) }
+	var rows [][]string
+	for _, n := range sizes {
+		for _, m := range methods {
+			ss := results[key(m, n)]
+			row := []string{strconv.Itoa(n), m, strconv.Itoa(len(ss)), "-", "-", "-", "-"}
+			if len(ss) > 0 {
+				xs := secsOf(ss)
+				row[3], row[4], row[5] = f3(median(xs)), f3(slices.Min(xs)), f3(slices.Max(xs))
+				if ps := perMember(m, ss); len(ps) > 0 {
+					row[6] = fmt.Sprintf("%.2f (%.2f-%.2f)", median(ps), slices.Min(ps), slices.Max(ps))
+				}
+			}
+			rows = append(rows, row)
+		}
+	}
+	table(sb, "llrrrrl", []string{"N", "method", "rounds", "median", "min", "max", what + ": median (min-max)"}, rows)
 }
 
 // countsTable renders counts by kind (registry requests, gRPC calls), the

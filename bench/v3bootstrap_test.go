@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -309,20 +308,7 @@ func v3Report(results map[string][]v3Sample, rounds int, failures []v3Sample) st
 	})
 
 	p("Seconds from launching the N processes until every member's `/health` says true, and the registry's gRPC calls per member (token creation not counted):\n\n")
-	var rows [][]string
-	for _, n := range v3Sizes {
-		for _, m := range v3Methods {
-			ss := results[key(m, n)]
-			row := []string{strconv.Itoa(n), m, strconv.Itoa(len(ss)), "-", "-", "-", "-"}
-			if len(ss) > 0 {
-				xs, cs := secsOf(ss), v3CallsPerMember(ss)
-				row[3], row[4], row[5] = f3(median(xs)), f3(slices.Min(xs)), f3(slices.Max(xs))
-				row[6] = fmt.Sprintf("%.2f (%.2f-%.2f)", median(cs), slices.Min(cs), slices.Max(cs))
-			}
-			rows = append(rows, row)
-		}
-	}
-	table(&sb, "llrrrrl", []string{"N", "method", "rounds", "median", "min", "max", "calls/member: median (min-max)"}, rows)
+	timesTable(&sb, results, v3Sizes, v3Methods, "calls/member", func(_ string, ss []v3Sample) []float64 { return v3CallsPerMember(ss) })
 
 	p("The agent against etcd's own: ratios of the median times with 90%% bootstrap confidence intervals, the Hodges-Lehmann shift (median of all pairwise differences, seconds), and the ratio of the median calls per member:\n\n")
 	head := []string{"N"}
@@ -330,7 +316,7 @@ func v3Report(results map[string][]v3Sample, rounds int, failures []v3Sample) st
 		head = append(head, "a/"+own, "shift a-"+own, "calls a/"+own)
 	}
 	head = append(head, "a0/"+v3Etcd37)
-	rows = nil
+	var rows [][]string
 	for _, n := range v3Sizes {
 		row := []string{strconv.Itoa(n)}
 		a := results[key(v3Agent, n)]
