@@ -125,6 +125,9 @@ func parseLog(log string, t0 time.Time) logEvents {
 	return ev
 }
 
+// f3 is x with three decimals, as the reports give seconds.
+func f3(x float64) string { return fmt.Sprintf("%.3f", x) }
+
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0
@@ -245,7 +248,6 @@ func metrics(results map[string][]sample, n int) map[string]float64 {
 func report(results map[string][]sample, rounds int, failures []sample) string {
 	var sb strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
-	f3 := func(x float64) string { return fmt.Sprintf("%.3f", x) }
 
 	p("Rounds per method and N: %d, after one warm-up round per method at N = %d (not counted); a round that fails, or ends in more than one cluster, is not counted either.\n\n", rounds, sizes[0])
 	var rows [][]string
@@ -390,7 +392,6 @@ func roundsList[S roundSample](sb *strings.Builder, results map[string][]S, size
 // median, min and max of their seconds, and the median (min-max) of what
 // perMember gives of them (what is named; "-" where it gives nothing).
 func timesTable[S roundSample](sb *strings.Builder, results map[string][]S, sizes []int, methods []string, what string, perMember func(m string, ss []S) []float64) {
-	f3 := func(x float64) string { return fmt.Sprintf("%.3f", x) }
 	var rows [][]string
 	for _, n := range sizes {
 		for _, m := range methods {

@@ -295,7 +295,6 @@ func v3Metrics(results map[string][]v3Sample, n int) map[string]float64 {
 func v3Report(results map[string][]v3Sample, rounds int, failures []v3Sample) string {
 	var sb strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
-	f3 := func(x float64) string { return fmt.Sprintf("%.3f", x) }
 
 	p("Each round makes a fresh v3 token of size N (`/_etcd/registry/<token>/_config/size`, written before the round), launches N fresh hosts on their own 127.x.y.z addresses at once, and ends when every member's `/health` says true; it counts once every member reports one cluster of N started members. "+
 		"The registry is one etcd 3.7.3 that serves only the round under way; its gRPC calls are read from its `/metrics` (`grpc_server_started_total` by `grpc_method`) before and after each round, once every call started was handled. "+
