@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/etcdv2"
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/etcdv3"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
 )
 
@@ -56,12 +56,12 @@ type bench struct {
 	agentBin  string
 	registry  string
 	proxy     *countingProxy
-	quietLog  *slog.Logger
 	roundSeed int64
 }
 
-// sample is the outcome of one round of one method at one size.
-type sample struct {
+// outcome is what every round of a bootstrap benchmark records of one
+// method at one size, whatever else it measures.
+type outcome struct {
 	method string
 	n      int
 	round  int
@@ -69,14 +69,20 @@ type sample struct {
 	secs   float64
 	failed string // why the round failed; empty if it did not
 
+	// From the logs, relative to the launch: the last member to reach each
+	// event (absent events are not in the map).
+	last map[string]time.Duration
+}
+
+// sample is the outcome of one round of BenchmarkBootstrap.
+type sample struct {
+	outcome
+
 	// For methods that use the registry: the requests under the round's
 	// token, and how many of each kind.
 	reqs  int
 	kinds map[string]int
 
-	// From the logs, relative to the launch: the last member to reach each
-	// event (absent events are not in the map).
-	last map[string]time.Duration
 	// For the agent: how long each non-lead member waited for the lead.
 	leadWaits []time.Duration
 	// The longest gap, over the members, between etcd printing its
@@ -97,7 +103,6 @@ func BenchmarkBootstrap(b *testing.B) {
 		b:         b,
 		etcd:      testenv.EtcdBinary(b),
 		agentBin:  testenv.AgentBinary(b),
-		quietLog:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 		roundSeed: time.Now().UnixNano(),
 	}
 	be.registry, _ = testenv.Registry(b)
@@ -108,49 +113,65 @@ func BenchmarkBootstrap(b *testing.B) {
 	fmt.Printf("bootstrap benchmark: %d rounds x methods %v x N %v, etcd %s, registry %s behind counting proxy %s\n",
 		rounds, methods, sizes, be.etcd, be.registry, be.proxy.URL)
 
-	// One warm-up round per method (page cache, first exec of each
-	// binary), not counted.
-	for _, m := range methods {
-		s := be.round(m, sizes[0], 0)
-		fmt.Printf("warm-up  %-2s N=%d %6.3fs %s\n", m, s.n, s.secs, s.failed)
-	}
-
-	results := map[string][]sample{} // by key(method, n)
-	var failures []sample
-	for r := 1; r <= rounds; r++ {
-		for _, n := range sizes {
-			var line []string
-			for i := range methods {
-				m := methods[(i+r)%len(methods)] // rotate the order each round
-				s := be.round(m, n, r)
-				if s.failed != "" {
-					failures = append(failures, s)
-					line = append(line, fmt.Sprintf("%s=FAILED", m))
-					continue
-				}
-				results[key(m, n)] = append(results[key(m, n)], s)
-				line = append(line, fmt.Sprintf("%s=%.3fs", m, s.secs))
-			}
-			fmt.Printf("round %d/%d N=%d  %s  (elapsed %s)\n", r, rounds, n, strings.Join(line, " "), time.Since(start).Round(time.Second))
-		}
-	}
+	results, failures := runRounds(start, rounds, sizes, methods, be.round, func(s sample) string { return fmt.Sprintf("%.3fs", s.secs) })
 
 	fmt.Printf("total %s\n", time.Since(start).Round(time.Second))
 	writeSection(b, "BenchmarkBootstrap", info+
 		"Each round launches N fresh hosts on their own 127.x.y.z addresses at once, with a fresh token, and ends when every member answers `/health` and all report one cluster. "+
 		"The registry is one etcd with `--enable-v2`; the members reach it through a counting reverse proxy.\n\n"+
 		report(results, rounds, failures))
+	reportRounds(b, sizes, func(n int) map[string]float64 { return metrics(results, n) }, failures)
+}
 
+// runRounds runs the rounds of a bootstrap benchmark that started at
+// start: one warm-up round per method (page cache, first exec of each
+// binary) at the smallest size, not counted, then rounds rounds of every
+// size, the order of the methods rotating from round to round. It prints
+// a line per round and size, where show tells of a counted round, and
+// returns the counted samples by key(method, n) and the failed ones.
+func runRounds[S roundSample](start time.Time, rounds int, sizes []int, methods []string, round func(m string, n, r int) S, show func(S) string) (map[string][]S, []S) {
+	for _, m := range methods {
+		o := round(m, sizes[0], 0).result()
+		fmt.Printf("warm-up  %-2s N=%d %6.3fs %s\n", m, o.n, o.secs, o.failed)
+	}
+	results := map[string][]S{}
+	var failures []S
+	for r := 1; r <= rounds; r++ {
+		for _, n := range sizes {
+			var line []string
+			for i := range methods {
+				m := methods[(i+r)%len(methods)] // rotate the order each round
+				s := round(m, n, r)
+				if s.result().failed != "" {
+					failures = append(failures, s)
+					line = append(line, m+"=FAILED")
+					continue
+				}
+				results[key(m, n)] = append(results[key(m, n)], s)
+				line = append(line, m+"="+show(s))
+			}
+			fmt.Printf("round %d/%d N=%d  %s  (elapsed %s)\n", r, rounds, n, strings.Join(line, " "), time.Since(start).Round(time.Second))
+		}
+	}
+	return results, failures
+}
+
+// reportRounds reports the metrics of each size n on a sub-benchmark N=n
+// (a benchmark with sub-benchmarks prints no metrics of its own) and fails
+// the benchmark once for every failed round.
+func reportRounds[S roundSample](b *testing.B, sizes []int, metrics func(n int) map[string]float64, failures []S) {
+	b.Helper()
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
-			for unit, v := range metrics(results, n) {
+			for unit, v := range metrics(n) {
 				b.ReportMetric(v, unit)
 			}
 			b.ReportMetric(0, "ns/op")
 		})
 	}
 	for _, f := range failures {
-		b.Errorf("round %d of %s at N=%d failed: %s", f.round, f.method, f.n, f.failed)
+		o := f.result()
+		b.Errorf("round %d of %s at N=%d failed: %s", o.round, o.method, o.n, o.failed)
 	}
 }
 
@@ -161,7 +182,7 @@ func key(method string, n int) string { return fmt.Sprintf("%s/%d", method, n) }
 // removes their data.
 func (be *bench) round(m string, n, round int) sample {
 	b := be.b
-	s := sample{method: m, n: n, round: round, last: map[string]time.Duration{}}
+	s := sample{outcome: outcome{method: m, n: n, round: round}}
 	hosts := testenv.Hosts(b, fmt.Sprintf("r%d-%s-n%d-h", round, m, n), n)
 	defer func() {
 		for _, h := range hosts {
@@ -173,10 +194,7 @@ func (be *bench) round(m string, n, round int) sample {
 	if m != methodStatic {
 		// The token is made straight on the registry, so its creation is
 		// not counted; members reach the registry only through the proxy.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		spec := agent.TokenSpec{Endpoints: []string{be.registry}, Prefix: "/discovery", Size: n}
-		direct, err := agent.CreateToken(ctx, spec, func(u string) (agent.TokenCreator, error) { return etcdv2.New(u, agent.Access{}) }, be.quietLog)
-		cancel()
+		direct, err := newToken(be.registry, false, "", n)
 		if err != nil {
 			b.Fatalf("token new: %v", err)
 		}
@@ -216,41 +234,7 @@ func (be *bench) round(m string, n, round int) sample {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), roundDeadline)
-	healthy := make([]time.Time, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i, h := range hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = testenv.PollHealthy(ctx, h.ClientURL(), procs[i].Done())
-			healthy[i] = time.Now()
-		}()
-	}
-	wg.Wait()
-	cancel()
-	var end time.Time
-	for i, err := range errs {
-		if err != nil {
-			s.failed = fmt.Sprintf("%s: %v", hosts[i].Name, err)
-			break
-		}
-		if healthy[i].After(end) {
-			end = healthy[i]
-		}
-	}
-	s.secs = end.Sub(t0).Seconds()
-	if s.failed == "" {
-		var urls []string
-		for _, h := range hosts {
-			urls = append(urls, h.ClientURL())
-		}
-		if err := checkOneCluster(urls, n); err != nil {
-			s.failed = err.Error()
-		}
-	}
-
+	s.secs, s.failed = awaitCluster(hosts, procs, t0)
 	stopAll(procs)
 
 	if tokenDir != "" {
@@ -261,27 +245,106 @@ func (be *bench) round(m string, n, round int) sample {
 			s.kinds[r.kind(tokenDir)]++
 		}
 	}
-	for _, p := range procs {
-		ev := parseLog(p.Output(), t0)
-		for name, d := range ev.at {
-			if d > s.last[name] {
-				s.last[name] = d
-			}
-		}
+	for _, ev := range s.readLogs(b, "", t0, procs) {
 		s.leadWaits = append(s.leadWaits, ev.leadWaits...)
 		if g, ok := ev.gap("configured", "member"); ok && g > s.probeGap {
 			s.probeGap = g
 		}
 	}
-	if dir := os.Getenv("BENCH_KEEP_LOGS"); dir != "" {
-		keepLogs(b, filepath.Join(dir, fmt.Sprintf("r%02d-n%d-%s", round, n, m)), t0, procs)
+	return s
+}
+
+// readLogs reads the logs of the round's processes, launched at t0: it
+// sets o.last and returns each process's events. It keeps the logs in
+// $BENCH_KEEP_LOGS/<prefix>r<round>-n<n>-<method> when that is set, and
+// shows the end of each if the round failed.
+func (o *outcome) readLogs(b *testing.B, prefix string, t0 time.Time, procs []*testenv.Process) []logEvents {
+	o.last = map[string]time.Duration{}
+	var evs []logEvents
+	for _, p := range procs {
+		ev := parseLog(p.Output(), t0)
+		for name, d := range ev.at {
+			if d > o.last[name] {
+				o.last[name] = d
+			}
+		}
+		evs = append(evs, ev)
 	}
-	if s.failed != "" {
+	if dir := os.Getenv("BENCH_KEEP_LOGS"); dir != "" {
+		keepLogs(b, filepath.Join(dir, fmt.Sprintf("%sr%02d-n%d-%s", prefix, o.round, o.n, o.method)), t0, procs)
+	}
+	if o.failed != "" {
 		for _, p := range procs {
-			b.Logf("round %d %s N=%d failed; %s log:\n%s", round, m, n, p.Name, tail(p.Output(), 25))
+			b.Logf("round %d %s N=%d failed; %s log:\n%s", o.round, o.method, o.n, p.Name, tail(p.Output(), 25))
 		}
 	}
-	return s
+	return evs
+}
+
+// awaitCluster waits, at most roundDeadline, until every member of a round
+// launched at t0 answers /health, and returns the seconds from t0 until
+// the last did and why the round failed (empty if it did not): a member
+// that did not answer, or members that are not one cluster of them all
+// (checkOneCluster).
+func awaitCluster(hosts []testenv.Host, procs []*testenv.Process, t0 time.Time) (secs float64, failed string) {
+	ctx, cancel := context.WithTimeout(context.Background(), roundDeadline)
+	healthy := make([]time.Time, len(hosts))
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Go(func() {
+			errs[i] = testenv.PollHealthy(ctx, h.ClientURL(), procs[i].Done())
+			healthy[i] = time.Now()
+		})
+	}
+	wg.Wait()
+	cancel()
+	var end time.Time
+	for i, err := range errs {
+		if err != nil {
+			failed = fmt.Sprintf("%s: %v", hosts[i].Name, err)
+			break
+		}
+		if healthy[i].After(end) {
+			end = healthy[i]
+		}
+	}
+	if failed == "" {
+		var urls []string
+		for _, h := range hosts {
+			urls = append(urls, h.ClientURL())
+		}
+		if err := checkOneCluster(urls, len(hosts)); err != nil {
+			failed = err.Error()
+		}
+	}
+	return end.Sub(t0).Seconds(), failed
+}
+
+// newToken makes a token of size n straight on the registry at endpoint,
+// as the agent's "token new" does (agent.CreateToken): a v2 token under
+// /discovery, or a v3 token; an empty name is a random one. It returns the
+// token as the agent takes it: a v2 token's discovery URL, a v3 token's
+// name.
+func newToken(endpoint string, v3 bool, name string, n int) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var v3reg *etcdv3.Registry
+	defer func() {
+		if v3reg != nil {
+			_ = v3reg.Close()
+		}
+	}()
+	open := func(token string) (agent.TokenCreator, error) {
+		if !v3 {
+			return etcdv2.New(token, agent.Access{})
+		}
+		reg, err := etcdv3.NewRegistry([]string{endpoint}, token, agent.Access{})
+		v3reg = reg
+		return reg, err
+	}
+	spec := agent.TokenSpec{Endpoints: []string{endpoint}, V3: v3, Prefix: "/discovery", Token: name, Size: n}
+	return agent.CreateToken(ctx, spec, open, slog.New(slog.DiscardHandler))
 }
 
 // etcdArgs are the flags of a member on host h that do not depend on how

@@ -16,9 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent"
-	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/etcdv2"
-	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/etcdv3"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
 )
 
@@ -350,31 +347,15 @@ func peakRSS(b *testing.B, bu *agentBuild, kind, registry, tmp string, round int
 	if kind != "help" {
 		h := testenv.Hosts(b, fmt.Sprintf("fp%d-%s-%s-h", round, bu.label, kind), 1)[0]
 		defer os.RemoveAll(h.Dir)
-		token := fmt.Sprintf("fp-%d-%d-%s", time.Now().UnixNano(), round, bu.label)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
+		token, err := newToken(registry, kind == "v3", fmt.Sprintf("fp-%d-%d-%s", time.Now().UnixNano(), round, bu.label), 1)
+		if err != nil {
+			b.Fatalf("%s token: %v", kind, err)
+		}
 		switch kind {
 		case "v2":
-			url := registry + "/v2/keys/discovery/" + token
-			reg, err := etcdv2.New(url, agent.Access{})
-			if err == nil {
-				err = reg.Create(ctx, 1, 0)
-			}
-			if err != nil {
-				b.Fatalf("v2 token: %v", err)
-			}
-			args = testenv.AgentArgs(h, url)
+			args = testenv.AgentArgs(h, token)
 		case "v3":
-			reg, err := etcdv3.NewRegistry([]string{registry}, token, agent.Access{})
-			if err == nil {
-				err = reg.Create(ctx, 1, 0)
-				reg.Close()
-			}
-			if err != nil {
-				b.Fatalf("v3 token: %v", err)
-			}
-			args = []string{"bootstrap", "--name", h.Name, "--discovery-token", token, "--discovery-endpoints", registry,
-				"--advertise-address", h.Addr.String(), "--data-dir", h.DataDir(), "--env-file", h.EnvFile(), "--state-dir", h.StateDir()}
+			args = v3AgentArgs(h, token, registry)
 		}
 		envFile = h.EnvFile()
 		defer func() {

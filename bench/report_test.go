@@ -125,6 +125,9 @@ func parseLog(log string, t0 time.Time) logEvents {
 	return ev
 }
 
+// f3 is x with three decimals, as the reports give seconds.
+func f3(x float64) string { return fmt.Sprintf("%.3f", x) }
+
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0
@@ -136,20 +139,25 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func secsOf(ss []sample) []float64 {
+// roundSample is a sample of either token benchmark (sample, v3Sample).
+type roundSample interface{ result() outcome }
+
+func (o outcome) result() outcome { return o }
+
+func secsOf[S roundSample](ss []S) []float64 {
 	var xs []float64
 	for _, s := range ss {
-		xs = append(xs, s.secs)
+		xs = append(xs, s.result().secs)
 	}
 	return xs
 }
 
 // phaseSecs are, per round, the seconds after the launch at which the last
 // member reached event ph (rounds where no member logged it are left out).
-func phaseSecs(ss []sample, ph string) []float64 {
+func phaseSecs[S roundSample](ss []S, ph string) []float64 {
 	var xs []float64
 	for _, s := range ss {
-		if d, ok := s.last[ph]; ok {
+		if d, ok := s.result().last[ph]; ok {
 			xs = append(xs, d.Seconds())
 		}
 	}
@@ -240,7 +248,6 @@ func metrics(results map[string][]sample, n int) map[string]float64 {
 func report(results map[string][]sample, rounds int, failures []sample) string {
 	var sb strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
-	f3 := func(x float64) string { return fmt.Sprintf("%.3f", x) }
 
 	p("Rounds per method and N: %d, after one warm-up round per method at N = %d (not counted); a round that fails, or ends in more than one cluster, is not counted either.\n\n", rounds, sizes[0])
 	var rows [][]string
@@ -251,23 +258,12 @@ func report(results map[string][]sample, rounds int, failures []sample) string {
 	table(&sb, "ll", []string{"id", "method"}, rows)
 
 	p("Seconds from launching the N processes until every member's `/health` says true; registry requests per member, token creation not counted:\n\n")
-	rows = nil
-	for _, n := range sizes {
-		for _, m := range methods {
-			ss := results[key(m, n)]
-			row := []string{strconv.Itoa(n), m, strconv.Itoa(len(ss)), "-", "-", "-", "-"}
-			if len(ss) > 0 {
-				xs := secsOf(ss)
-				row[3], row[4], row[5] = f3(median(xs)), f3(slices.Min(xs)), f3(slices.Max(xs))
-				if usesRegistry(m) {
-					rs := reqsPerMember(ss)
-					row[6] = fmt.Sprintf("%.2f (%.2f-%.2f)", median(rs), slices.Min(rs), slices.Max(rs))
-				}
-			}
-			rows = append(rows, row)
+	timesTable(&sb, results, sizes, methods, "reqs/member", func(m string, ss []sample) []float64 {
+		if !usesRegistry(m) {
+			return nil
 		}
-	}
-	table(&sb, "llrrrrl", []string{"N", "method", "rounds", "median", "min", "max", "reqs/member: median (min-max)"}, rows)
+		return reqsPerMember(ss)
+	})
 
 	p("Registry requests per member, the agent (a) against etcd's own discovery (b): medians over the rounds, their ratio and difference:\n\n")
 	rows = nil
@@ -351,38 +347,8 @@ func report(results map[string][]sample, rounds int, failures []sample) string {
 	table(&sb, "llrrrrrrr", head, rows)
 
 	p("Registry requests by kind, mean per member over the counted rounds:\n\n")
-	kinds := map[string]bool{}
-	for _, ss := range results {
-		for _, s := range ss {
-			for k := range s.kinds {
-				kinds[k] = true
-			}
-		}
-	}
-	kindList := slices.Sorted(maps.Keys(kinds))
-	rows = nil
-	for _, n := range sizes {
-		for _, m := range methods {
-			ss := results[key(m, n)]
-			if !usesRegistry(m) || len(ss) == 0 {
-				continue
-			}
-			total := map[string]int{}
-			members := 0
-			for _, s := range ss {
-				members += s.n
-				for k, v := range s.kinds {
-					total[k] += v
-				}
-			}
-			row := []string{strconv.Itoa(n), m}
-			for _, k := range kindList {
-				row = append(row, fmt.Sprintf("%.2f", float64(total[k])/float64(members)))
-			}
-			rows = append(rows, row)
-		}
-	}
-	table(&sb, "ll"+strings.Repeat("r", len(kindList)), append([]string{"N", "m"}, kindList...), rows)
+	viaRegistry := slices.DeleteFunc(slices.Clone(methods), func(m string) bool { return !usesRegistry(m) })
+	countsTable(&sb, results, sizes, viaRegistry, func(s sample) map[string]int { return s.kinds })
 
 	p("Ordered start (a): how long the members other than the lead waited for it (seconds):\n\n")
 	rows = nil
@@ -399,25 +365,87 @@ func report(results map[string][]sample, rounds int, failures []sample) string {
 	}
 	table(&sb, "lrrrr", []string{"N", "waits", "median", "min", "max"}, rows)
 
-	p("Every counted round, seconds:\n\n```\n")
+	roundsList(&sb, results, sizes, methods, failures)
+	return sb.String()
+}
+
+// roundsList writes the seconds of every counted round by N and method,
+// then the rounds that failed.
+func roundsList[S roundSample](sb *strings.Builder, results map[string][]S, sizes []int, methods []string, failures []S) {
+	sb.WriteString("Every counted round, seconds:\n\n```\n")
 	for _, n := range sizes {
 		for _, m := range methods {
-			var parts []string
-			for _, s := range results[key(m, n)] {
-				parts = append(parts, fmt.Sprintf("%.2f", s.secs))
-			}
-			p("N=%d %-2s %s\n", n, m, strings.Join(parts, " "))
+			fmt.Fprintf(sb, "N=%d %-2s %s\n", n, m, secs(secsOf(results[key(m, n)])))
 		}
 	}
-	p("```\n")
-
+	sb.WriteString("```\n")
 	if len(failures) > 0 {
-		p("\nFailed rounds, not counted above:\n\n")
+		sb.WriteString("\nFailed rounds, not counted above:\n\n")
 		for _, f := range failures {
-			p("- round %d, %s, N=%d: %s\n", f.round, f.method, f.n, f.failed)
+			o := f.result()
+			fmt.Fprintf(sb, "- round %d, %s, N=%d: %s\n", o.round, o.method, o.n, o.failed)
 		}
 	}
-	return sb.String()
+}
+
+// timesTable renders a row per N and method: its counted rounds, the
+// median, min and max of their seconds, and the median (min-max) of what
+// perMember gives of them (what is named; "-" where it gives nothing).
+func timesTable[S roundSample](sb *strings.Builder, results map[string][]S, sizes []int, methods []string, what string, perMember func(m string, ss []S) []float64) {
+	var rows [][]string
+	for _, n := range sizes {
+		for _, m := range methods {
+			ss := results[key(m, n)]
+			row := []string{strconv.Itoa(n), m, strconv.Itoa(len(ss)), "-", "-", "-", "-"}
+			if len(ss) > 0 {
+				xs := secsOf(ss)
+				row[3], row[4], row[5] = f3(median(xs)), f3(slices.Min(xs)), f3(slices.Max(xs))
+				if ps := perMember(m, ss); len(ps) > 0 {
+					row[6] = fmt.Sprintf("%.2f (%.2f-%.2f)", median(ps), slices.Min(ps), slices.Max(ps))
+				}
+			}
+			rows = append(rows, row)
+		}
+	}
+	table(sb, "llrrrrl", []string{"N", "method", "rounds", "median", "min", "max", what + ": median (min-max)"}, rows)
+}
+
+// countsTable renders counts by kind (registry requests, gRPC calls), the
+// mean per member over the counted rounds: a row per N and method that has
+// rounds, a column per kind that any round counted.
+func countsTable[S roundSample, V int | float64](sb *strings.Builder, results map[string][]S, sizes []int, methods []string, counts func(S) map[string]V) {
+	kinds := map[string]bool{}
+	for _, ss := range results {
+		for _, s := range ss {
+			for k := range counts(s) {
+				kinds[k] = true
+			}
+		}
+	}
+	kindList := slices.Sorted(maps.Keys(kinds))
+	var rows [][]string
+	for _, n := range sizes {
+		for _, m := range methods {
+			ss := results[key(m, n)]
+			if len(ss) == 0 {
+				continue
+			}
+			total := map[string]float64{}
+			members := 0
+			for _, s := range ss {
+				members += s.result().n
+				for k, v := range counts(s) {
+					total[k] += float64(v)
+				}
+			}
+			row := []string{strconv.Itoa(n), m}
+			for _, k := range kindList {
+				row = append(row, fmt.Sprintf("%.2f", total[k]/float64(members)))
+			}
+			rows = append(rows, row)
+		}
+	}
+	table(sb, "ll"+strings.Repeat("r", len(kindList)), append([]string{"N", "m"}, kindList...), rows)
 }
 
 func TestMedian(t *testing.T) {

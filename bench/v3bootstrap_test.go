@@ -5,21 +5,15 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent"
-	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/etcdv3"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
 )
 
@@ -43,19 +37,12 @@ var (
 // v3Timeout is the -timeout the command in the report names.
 const v3Timeout = "30m"
 
-// v3Sample is the outcome of one round of one method at one size.
+// v3Sample is the outcome of one round of BenchmarkV3Bootstrap.
 type v3Sample struct {
-	method string
-	n      int
-	round  int
-	secs   float64
-	failed string
+	outcome
 	// calls are the registry's gRPC calls of the round, by method (Range,
 	// Txn, Watch, ...): grpc_server_started_total after minus before.
 	calls map[string]float64
-	// last is, per event of the members' logs, when the last member
-	// reached it, after the launch.
-	last map[string]time.Duration
 	// On the agent's hosts, the longest gap over the members between the
 	// agent writing the env file and etcd's first line (the ordered start
 	// and etcd's exec).
@@ -86,7 +73,6 @@ type v3Bench struct {
 	etcd     map[string]string // etcd binary by method
 	registry string            // the registry's client URL
 	seed     int64
-	quiet    *slog.Logger
 }
 
 // BenchmarkV3Bootstrap: bootstrap from a v3 discovery token (the keys
@@ -116,50 +102,18 @@ func BenchmarkV3Bootstrap(b *testing.B) {
 		agentBin: testenv.AgentBinary(b),
 		etcd:     map[string]string{v3Agent: etcd37, v3AgentNoWait: etcd37, v3Etcd36: etcd36, v3Etcd37: etcd37},
 		seed:     time.Now().UnixNano(),
-		quiet:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	be.registry = testenv.StartEtcd(b, testenv.EtcdConfig{Bin: etcd37, Name: "registry"}).ClientURL
 	info := runInfo(b, "BenchmarkV3Bootstrap", v3Timeout, []string{etcd36, "--version"}, []string{etcd37, "--version"}) // the load average at the start
 
 	start := time.Now()
 	fmt.Printf("v3 bootstrap benchmark: %d rounds x methods %v x N %v, registry %s\n", rounds, v3Methods, v3Sizes, be.registry)
-	// One warm-up round per method, not counted.
-	for _, m := range v3Methods {
-		s := be.round(m, v3Sizes[0], 0)
-		fmt.Printf("warm-up  %-2s N=%d %6.3fs %s\n", m, s.n, s.secs, s.failed)
-	}
-	results := map[string][]v3Sample{}
-	var failures []v3Sample
-	for r := 1; r <= rounds; r++ {
-		for _, n := range v3Sizes {
-			var line []string
-			for i := range v3Methods {
-				m := v3Methods[(i+r)%len(v3Methods)] // rotate the order each round
-				s := be.round(m, n, r)
-				if s.failed != "" {
-					failures = append(failures, s)
-					line = append(line, m+"=FAILED")
-					continue
-				}
-				results[key(m, n)] = append(results[key(m, n)], s)
-				line = append(line, fmt.Sprintf("%s=%.3fs/%.1fcalls", m, s.secs, s.callsPerMember()))
-			}
-			fmt.Printf("round %d/%d N=%d  %s  (elapsed %s)\n", r, rounds, n, strings.Join(line, " "), time.Since(start).Round(time.Second))
-		}
-	}
+	results, failures := runRounds(start, rounds, v3Sizes, v3Methods, be.round, func(s v3Sample) string {
+		return fmt.Sprintf("%.3fs/%.1fcalls", s.secs, s.callsPerMember())
+	})
 
 	writeSection(b, "BenchmarkV3Bootstrap", info+v3Report(results, rounds, failures))
-	for _, n := range v3Sizes {
-		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
-			for unit, v := range v3Metrics(results, n) {
-				b.ReportMetric(v, unit)
-			}
-			b.ReportMetric(0, "ns/op")
-		})
-	}
-	for _, f := range failures {
-		b.Errorf("round %d of %s at N=%d failed: %s", f.round, f.method, f.n, f.failed)
-	}
+	reportRounds(b, v3Sizes, func(n int) map[string]float64 { return v3Metrics(results, n) }, failures)
 }
 
 // round makes a token of size n, launches n fresh hosts with method m at
@@ -168,7 +122,7 @@ func BenchmarkV3Bootstrap(b *testing.B) {
 // round's.
 func (be *v3Bench) round(m string, n, round int) v3Sample {
 	b := be.b
-	s := v3Sample{method: m, n: n, round: round, last: map[string]time.Duration{}}
+	s := v3Sample{outcome: outcome{method: m, n: n, round: round}}
 	hosts := testenv.Hosts(b, fmt.Sprintf("v%d-%s-n%d-h", round, m, n), n)
 	defer func() {
 		for _, h := range hosts {
@@ -176,7 +130,7 @@ func (be *v3Bench) round(m string, n, round int) v3Sample {
 		}
 	}()
 	token := fmt.Sprintf("bench-%d-r%d-%s-n%d", be.seed, round, m, n)
-	if err := be.createToken(token, n); err != nil {
+	if _, err := newToken(be.registry, true, token, n); err != nil {
 		b.Fatalf("create token %s: %v", token, err)
 	}
 	before, err := settledCalls(be.registry)
@@ -189,10 +143,7 @@ func (be *v3Bench) round(m string, n, round int) v3Sample {
 	for i, h := range hosts {
 		switch m {
 		case v3Agent, v3AgentNoWait:
-			args := []string{"bootstrap", "--name", h.Name,
-				"--discovery-token", token, "--discovery-endpoints", be.registry,
-				"--advertise-address", h.Addr.String(), "--data-dir", h.DataDir(),
-				"--env-file", h.EnvFile(), "--state-dir", h.StateDir(), "--timeout", "60s"}
+			args := v3AgentArgs(h, token, be.registry, "--timeout", "60s")
 			if m == v3AgentNoWait {
 				args = append(args, "--peer-wait", "0")
 			}
@@ -204,36 +155,7 @@ func (be *v3Bench) round(m string, n, round int) v3Sample {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), roundDeadline)
-	healthy := make([]time.Time, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i, h := range hosts {
-		wg.Go(func() {
-			errs[i] = testenv.PollHealthy(ctx, h.ClientURL(), procs[i].Done())
-			healthy[i] = time.Now()
-		})
-	}
-	wg.Wait()
-	cancel()
-	var end time.Time
-	for i, err := range errs {
-		if err != nil {
-			s.failed = fmt.Sprintf("%s: %v", hosts[i].Name, err)
-			break
-		}
-		end = later(end, healthy[i])
-	}
-	s.secs = end.Sub(t0).Seconds()
-	if s.failed == "" {
-		var urls []string
-		for _, h := range hosts {
-			urls = append(urls, h.ClientURL())
-		}
-		if err := checkOneCluster(urls, n); err != nil {
-			s.failed = err.Error()
-		}
-	}
+	s.secs, s.failed = awaitCluster(hosts, procs, t0)
 	stopAll(procs)
 
 	after, err := settledCalls(be.registry)
@@ -246,48 +168,23 @@ func (be *v3Bench) round(m string, n, round int) v3Sample {
 			s.calls[k] = d
 		}
 	}
-	for _, p := range procs {
-		ev := parseLog(p.Output(), t0)
-		for name, d := range ev.at {
-			if d > s.last[name] {
-				s.last[name] = d
-			}
-		}
+	for _, ev := range s.readLogs(b, "v3-", t0, procs) {
 		if m == v3Agent || m == v3AgentNoWait {
 			if g, ok := ev.gap("env", "exec"); ok && g > s.handover {
 				s.handover, s.hasHandover = g, true
 			}
 		}
 	}
-	if dir := os.Getenv("BENCH_KEEP_LOGS"); dir != "" {
-		keepLogs(b, filepath.Join(dir, fmt.Sprintf("v3-r%02d-n%d-%s", round, n, m)), t0, procs)
-	}
-	if s.failed != "" {
-		for _, p := range procs {
-			b.Logf("round %d %s N=%d failed; %s log:\n%s", round, m, n, p.Name, tail(p.Output(), 25))
-		}
-	}
 	return s
 }
 
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
-}
-
-// createToken writes the token's size straight to the registry, before
-// the round's calls are counted.
-func (be *v3Bench) createToken(token string, n int) error {
-	reg, err := etcdv3.NewRegistry([]string{be.registry}, token, agent.Access{})
-	if err != nil {
-		return err
-	}
-	defer reg.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return reg.Create(ctx, n, 0)
+// v3AgentArgs are testenv.AgentArgs for a v3 token: the agent's bootstrap
+// of host h on token in the etcd at endpoint.
+func v3AgentArgs(h testenv.Host, token, endpoint string, extra ...string) []string {
+	return append([]string{"bootstrap", "--name", h.Name,
+		"--discovery-token", token, "--discovery-endpoints", endpoint,
+		"--advertise-address", h.Addr.String(), "--data-dir", h.DataDir(),
+		"--env-file", h.EnvFile(), "--state-dir", h.StateDir()}, extra...)
 }
 
 // grpcMetric is one sample of a grpc_server_*_total counter.
@@ -374,14 +271,6 @@ func v3CallsPerMember(ss []v3Sample) []float64 {
 	return xs
 }
 
-func v3Secs(ss []v3Sample) []float64 {
-	var xs []float64
-	for _, s := range ss {
-		xs = append(xs, s.secs)
-	}
-	return xs
-}
-
 // v3Metrics are the numbers reported for size n, by unit.
 func v3Metrics(results map[string][]v3Sample, n int) map[string]float64 {
 	out := map[string]float64{}
@@ -390,7 +279,7 @@ func v3Metrics(results map[string][]v3Sample, n int) map[string]float64 {
 		if len(ss) == 0 {
 			continue
 		}
-		out[m+"-median-s"] = median(v3Secs(ss))
+		out[m+"-median-s"] = median(secsOf(ss))
 		out["calls/member-"+m] = median(v3CallsPerMember(ss))
 	}
 	for _, own := range v3Own {
@@ -406,7 +295,6 @@ func v3Metrics(results map[string][]v3Sample, n int) map[string]float64 {
 func v3Report(results map[string][]v3Sample, rounds int, failures []v3Sample) string {
 	var sb strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
-	f3 := func(x float64) string { return fmt.Sprintf("%.3f", x) }
 
 	p("Each round makes a fresh v3 token of size N (`/_etcd/registry/<token>/_config/size`, written before the round), launches N fresh hosts on their own 127.x.y.z addresses at once, and ends when every member's `/health` says true; it counts once every member reports one cluster of N started members. "+
 		"The registry is one etcd 3.7.3 that serves only the round under way; its gRPC calls are read from its `/metrics` (`grpc_server_started_total` by `grpc_method`) before and after each round, once every call started was handled. "+
@@ -419,20 +307,7 @@ func v3Report(results map[string][]v3Sample, rounds int, failures []v3Sample) st
 	})
 
 	p("Seconds from launching the N processes until every member's `/health` says true, and the registry's gRPC calls per member (token creation not counted):\n\n")
-	var rows [][]string
-	for _, n := range v3Sizes {
-		for _, m := range v3Methods {
-			ss := results[key(m, n)]
-			row := []string{strconv.Itoa(n), m, strconv.Itoa(len(ss)), "-", "-", "-", "-"}
-			if len(ss) > 0 {
-				xs, cs := v3Secs(ss), v3CallsPerMember(ss)
-				row[3], row[4], row[5] = f3(median(xs)), f3(slices.Min(xs)), f3(slices.Max(xs))
-				row[6] = fmt.Sprintf("%.2f (%.2f-%.2f)", median(cs), slices.Min(cs), slices.Max(cs))
-			}
-			rows = append(rows, row)
-		}
-	}
-	table(&sb, "llrrrrl", []string{"N", "method", "rounds", "median", "min", "max", "calls/member: median (min-max)"}, rows)
+	timesTable(&sb, results, v3Sizes, v3Methods, "calls/member", func(_ string, ss []v3Sample) []float64 { return v3CallsPerMember(ss) })
 
 	p("The agent against etcd's own: ratios of the median times with 90%% bootstrap confidence intervals, the Hodges-Lehmann shift (median of all pairwise differences, seconds), and the ratio of the median calls per member:\n\n")
 	head := []string{"N"}
@@ -440,7 +315,7 @@ func v3Report(results map[string][]v3Sample, rounds int, failures []v3Sample) st
 		head = append(head, "a/"+own, "shift a-"+own, "calls a/"+own)
 	}
 	head = append(head, "a0/"+v3Etcd37)
-	rows = nil
+	var rows [][]string
 	for _, n := range v3Sizes {
 		row := []string{strconv.Itoa(n)}
 		a := results[key(v3Agent, n)]
@@ -450,14 +325,14 @@ func v3Report(results map[string][]v3Sample, rounds int, failures []v3Sample) st
 				row = append(row, "-", "-", "-")
 				continue
 			}
-			lo, hi := ratioCI(v3Secs(a), v3Secs(o))
-			row = append(row, fmt.Sprintf("%.2f (%.2f-%.2f)", median(v3Secs(a))/median(v3Secs(o)), lo, hi),
-				fmt.Sprintf("%+.3f", shift(v3Secs(a), v3Secs(o))),
+			lo, hi := ratioCI(secsOf(a), secsOf(o))
+			row = append(row, fmt.Sprintf("%.2f (%.2f-%.2f)", median(secsOf(a))/median(secsOf(o)), lo, hi),
+				fmt.Sprintf("%+.3f", shift(secsOf(a), secsOf(o))),
 				fmt.Sprintf("%.2f", median(v3CallsPerMember(a))/median(v3CallsPerMember(o))))
 		}
 		if a0, o := results[key(v3AgentNoWait, n)], results[key(v3Etcd37, n)]; len(a0) > 0 && len(o) > 0 {
-			lo, hi := ratioCI(v3Secs(a0), v3Secs(o))
-			row = append(row, fmt.Sprintf("%.2f (%.2f-%.2f)", median(v3Secs(a0))/median(v3Secs(o)), lo, hi))
+			lo, hi := ratioCI(secsOf(a0), secsOf(o))
+			row = append(row, fmt.Sprintf("%.2f (%.2f-%.2f)", median(secsOf(a0))/median(secsOf(o)), lo, hi))
 		} else {
 			row = append(row, "-")
 		}
@@ -487,16 +362,10 @@ func v3Report(results map[string][]v3Sample, rounds int, failures []v3Sample) st
 			}
 			row := []string{strconv.Itoa(n), m}
 			for _, ph := range v3Phases {
-				var xs []float64
-				for _, s := range ss {
-					if d, ok := s.last[ph]; ok {
-						xs = append(xs, d.Seconds())
-					}
-				}
-				if len(xs) == 0 {
-					row = append(row, "-")
-				} else {
+				if xs := phaseSecs(ss, ph); len(xs) > 0 {
 					row = append(row, f3(median(xs)))
+				} else {
+					row = append(row, "-")
 				}
 			}
 			var fills, handovers []float64
@@ -515,58 +384,15 @@ func v3Report(results map[string][]v3Sample, rounds int, failures []v3Sample) st
 			if len(handovers) > 0 {
 				handover = f3(median(handovers))
 			}
-			rows = append(rows, append(row, f3(median(v3Secs(ss))), fill, handover))
+			rows = append(rows, append(row, f3(median(secsOf(ss))), fill, handover))
 		}
 	}
 	table(&sb, "ll"+strings.Repeat("r", len(v3Phases)+3), head, rows)
 
 	p("The registry's gRPC calls by method, mean per member over the counted rounds (a Watch is one stream, however many events it carries):\n\n")
-	kinds := map[string]bool{}
-	for _, ss := range results {
-		for _, s := range ss {
-			for k := range s.calls {
-				kinds[k] = true
-			}
-		}
-	}
-	kindList := slices.Sorted(maps.Keys(kinds))
-	rows = nil
-	for _, n := range v3Sizes {
-		for _, m := range v3Methods {
-			ss := results[key(m, n)]
-			if len(ss) == 0 {
-				continue
-			}
-			total := map[string]float64{}
-			members := 0
-			for _, s := range ss {
-				members += s.n
-				for k, v := range s.calls {
-					total[k] += v
-				}
-			}
-			row := []string{strconv.Itoa(n), m}
-			for _, k := range kindList {
-				row = append(row, fmt.Sprintf("%.2f", total[k]/float64(members)))
-			}
-			rows = append(rows, row)
-		}
-	}
-	table(&sb, "ll"+strings.Repeat("r", len(kindList)), append([]string{"N", "m"}, kindList...), rows)
+	countsTable(&sb, results, v3Sizes, v3Methods, func(s v3Sample) map[string]float64 { return s.calls })
 
-	p("Every counted round, seconds:\n\n```\n")
-	for _, n := range v3Sizes {
-		for _, m := range v3Methods {
-			p("N=%d %-2s %s\n", n, m, secs(v3Secs(results[key(m, n)])))
-		}
-	}
-	p("```\n")
-	if len(failures) > 0 {
-		p("\nFailed rounds, not counted above:\n\n")
-		for _, f := range failures {
-			p("- round %d, %s, N=%d: %s\n", f.round, f.method, f.n, f.failed)
-		}
-	}
+	roundsList(&sb, results, v3Sizes, v3Methods, failures)
 	return sb.String()
 }
 
