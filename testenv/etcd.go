@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -364,32 +363,7 @@ func (m *Etcd) WaitHealthy(t testing.TB, d time.Duration) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	err = poll(ctx, 20*time.Millisecond, m.Process.Done(), func() error {
-		return health(ctx, c, m.ClientURL)
-	})
-	if err != nil {
-		t.Fatalf("etcd %s at %s not healthy: %v\n%s", m.Name, m.ClientURL, err, tail(m.Process.Output(), 30))
-	}
-}
-
-func health(ctx context.Context, c *http.Client, clientURL string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientURL+"/health", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	var h struct{ Health string }
-	if json.Unmarshal(b, &h) == nil && h.Health == "true" {
-		return nil
-	}
-	return fmt.Errorf("answered %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	waitHealthy(t, c, m.Process, d, m.ClientURL)
 }
 
 // EtcdctlBinary returns the etcdctl binary to test with: $ETCDCTL_BIN, or
