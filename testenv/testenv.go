@@ -237,20 +237,8 @@ func FreePort(t testing.TB, addr string) int {
 // URL: the endpoint under which discovery tokens live.
 func Registry(t testing.TB) (clientURL string, p *Process) {
 	t.Helper()
-	bin := EtcdBinary(t)
-	cport, pport := FreePort(t, "127.0.0.1"), FreePort(t, "127.0.0.1")
-	clientURL = fmt.Sprintf("http://127.0.0.1:%d", cport)
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", pport)
-	p = Start(t, "registry", bin, []string{
-		"--name", "registry",
-		"--data-dir", filepath.Join(t.TempDir(), "registry"),
-		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
-		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-		"--initial-cluster", "registry=" + peerURL,
-		"--enable-v2",
-	}, nil)
-	WaitHealthy(t, p, 30*time.Second, clientURL)
-	return clientURL, p
+	m := StartEtcd(t, EtcdConfig{Name: "registry", EnableV2: true})
+	return m.ClientURL, m.Process
 }
 
 // Host is a simulated host: its own loopback address (so etcd can use the
