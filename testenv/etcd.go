@@ -327,11 +327,10 @@ func (m *Etcd) start(t testing.TB) {
 // for and set up. Tests of what a client sees build their own client.
 func (m *Etcd) HTTPClient() (*http.Client, error) {
 	c := &http.Client{Timeout: 2 * time.Second}
-	if m.ServerCert == nil {
+	admin := m.adminCert()
+	if admin == nil {
 		return c, nil
 	}
-	admin := *m.AdminCert
-	admin.CAFile = m.CAFile
 	cfg, err := admin.ClientTLS()
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w", m.Name, err)
@@ -381,13 +380,18 @@ func (m *Etcd) Etcdctl(t testing.TB, as *Credentials, args ...string) (string, e
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var cert *Cert
-	if m.AdminCert != nil {
-		c := *m.AdminCert
-		c.CAFile = m.CAFile
-		cert = &c
+	return Etcdctl(ctx, EtcdctlBinary(t), m.ClientURL, m.adminCert(), as, args...)
+}
+
+// adminCert is what the helpers present on the member's client URL:
+// AdminCert, trusting the member's CA; nil without client TLS.
+func (m *Etcd) adminCert() *Cert {
+	if m.AdminCert == nil {
+		return nil
 	}
-	return Etcdctl(ctx, EtcdctlBinary(t), m.ClientURL, cert, as, args...)
+	c := *m.AdminCert
+	c.CAFile = m.CAFile
+	return &c
 }
 
 // Etcdctl runs etcdctl (v3 API) with args against endpoint and returns its
