@@ -93,9 +93,7 @@ func StartEtcd(t testing.TB, cfg EtcdConfig) *Etcd {
 // each its own Addr, or leave the ports free.
 func StartEtcdCluster(t testing.TB, cfgs ...EtcdConfig) []*Etcd {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts etcd; skipped under -short")
-	}
+	SkipIfShort(t)
 	ms := make([]*Etcd, len(cfgs))
 	var initial []string
 	for i, cfg := range cfgs {
@@ -123,9 +121,7 @@ func StartEtcdCluster(t testing.TB, cfgs ...EtcdConfig) []*Etcd {
 // existing, and waits up to 30 s until it reports healthy.
 func JoinAsLearner(t testing.TB, via *Etcd, as *Credentials, cfg EtcdConfig) *Etcd {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts etcd; skipped under -short")
-	}
+	SkipIfShort(t)
 	m := prepareEtcd(t, cfg)
 	// A member refuses to add one ("etcdserver: unhealthy cluster") until it
 	// has been connected to its peers for a few seconds.

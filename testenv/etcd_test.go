@@ -28,13 +28,6 @@ func etcdVersions() []etcdVersion {
 	}
 }
 
-func skipShort(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("starts etcd; skipped under -short")
-	}
-}
-
 // fetch sends a request with a client of its own (no connection reuse) and
 // returns the status and the trimmed body, or the error.
 func fetch(c *http.Client, method, url, auth string, body io.Reader) (int, string, error) {
@@ -74,7 +67,7 @@ func clientTLS(t *testing.T, c Cert) *tls.Config {
 // expired one; a client that trusts another CA refuses the member. The
 // wanted errors are what a Go client gets: they differ between 3.4 and 3.7.
 func TestEtcdClientCertAuth(t *testing.T) {
-	skipShort(t)
+	SkipIfShort(t)
 	for _, v := range etcdVersions() {
 		t.Run(v.name, func(t *testing.T) {
 			ca, other := NewCA(t, "ca"), NewCA(t, "other")
@@ -143,7 +136,7 @@ func TestEtcdClientCertAuth(t *testing.T) {
 // issued, or that has no IP SAN for the address dialled (and accepts that
 // one by its DNS name).
 func TestEtcdServerCertificate(t *testing.T) {
-	skipShort(t)
+	SkipIfShort(t)
 	ca, other := NewCA(t, "ca"), NewCA(t, "other")
 	lo := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()}
 	expired := ca.Issue(t, CertSpec{CN: "etcd", IPs: lo, Server: true, Client: true}, Expired())
@@ -192,7 +185,7 @@ type gatewayError struct {
 // client certificate with a CN is refused; with one without, the user
 // authenticates and its token gets the same answers.
 func TestEtcdAuth(t *testing.T) {
-	skipShort(t)
+	SkipIfShort(t)
 	const (
 		denied  = "etcdserver: permission denied"
 		badAuth = "etcdserver: authentication failed, invalid user ID or password"
@@ -312,7 +305,7 @@ func TestEtcdAuth(t *testing.T) {
 // gRPC, /health and /version are served: on a TLS member with client-cert
 // auth and v3 auth, as operators run it.
 func TestEtcdGatewayOff(t *testing.T) {
-	skipShort(t)
+	SkipIfShort(t)
 	for _, v := range etcdVersions() {
 		t.Run(v.name, func(t *testing.T) {
 			ca := NewCA(t, "ca")
@@ -347,7 +340,7 @@ func TestEtcdGatewayOff(t *testing.T) {
 // (basic auth, or a client certificate with the user's CN) in the
 // discovery directory, including a recursive read of a token.
 func TestEtcdV2Auth(t *testing.T) {
-	skipShort(t)
+	SkipIfShort(t)
 	ca := NewCA(t, "ca")
 	m := StartEtcd(t, EtcdConfig{CA: ca, ClientTLS: true, ClientCertAuth: true, EnableV2: true})
 	u := EnableV2Auth(t, m, AuthSpec{})
@@ -407,7 +400,7 @@ func TestEtcdV2Auth(t *testing.T) {
 // through root and is promoted: on 3.7 through a follower, on 3.4 only
 // through the leader.
 func TestEtcdClusterLearner(t *testing.T) {
-	skipShort(t)
+	SkipIfShort(t)
 	for _, v := range etcdVersions() {
 		t.Run(v.name, func(t *testing.T) {
 			bin := v.bin(t)
