@@ -47,8 +47,7 @@ func StartHostWithEtcd(t testing.TB, agentBin, etcdBin string, h Host, discovery
 // mode, which has no token) and a given etcd binary.
 func StartHostArgs(t testing.TB, agentBin, etcdBin string, h Host, agentArgs ...string) *Process {
 	t.Helper()
-	args, env := hostCommand(setprivBinary(t), agentBin, etcdBin, h.EnvFile(), agentArgs)
-	return Start(t, "host-"+h.Name, "/bin/sh", args, env)
+	return StartHostEtcdArgs(t, agentBin, etcdBin, h, nil, agentArgs)
 }
 
 // StartHostEtcdArgs is StartHostArgs with flags for etcd beside its env
@@ -57,7 +56,9 @@ func StartHostArgs(t testing.TB, agentBin, etcdBin string, h Host, agentArgs ...
 func StartHostEtcdArgs(t testing.TB, agentBin, etcdBin string, h Host, etcdArgs, agentArgs []string) *Process {
 	t.Helper()
 	args, env := hostCommand(setprivBinary(t), agentBin, etcdBin, h.EnvFile(), agentArgs)
-	env = append(env, "ETCD_ARGS="+strings.Join(etcdArgs, " "))
+	if len(etcdArgs) > 0 {
+		env = append(env, "ETCD_ARGS="+strings.Join(etcdArgs, " "))
+	}
 	return Start(t, "host-"+h.Name, "/bin/sh", args, env)
 }
 
