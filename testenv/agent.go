@@ -105,15 +105,24 @@ func ReadEnvFile(t testing.TB, path string) map[string]string {
 	if err != nil {
 		t.Fatalf("read env file: %v", err)
 	}
-	vars, err := envfile.Parse(b)
+	m, err := ParseEnv(b)
 	if err != nil {
 		t.Fatalf("env file %s is not in the safe subset: %v\n%s", path, err, b)
 	}
-	m := map[string]string{}
+	return m
+}
+
+// ParseEnv parses env file text strictly (the safe subset) into a map.
+func ParseEnv(data []byte) (map[string]string, error) {
+	vars, err := envfile.Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]string, len(vars))
 	for _, v := range vars {
 		m[v.Name] = v.Value
 	}
-	return m
+	return m, nil
 }
 
 // Must fails the test on err.
