@@ -232,10 +232,9 @@ func installedSandbox(t *testing.T, bin, etcdUnitPath string) *sandbox {
 }
 
 // configureAgent edits /etc/etcd-discovery-agent/agent.env (installed from
-// agent.env.example) as an operator would: the discovery URL, the name and
-// the address.
-// configureAgent writes agent.env: the example, its token replaced by the
-// lines token (what token new --print env prints).
+// agent.env.example) as an operator would: the example's token lines
+// replaced by token (what token new --print env prints), the name and the
+// address.
 func (sb *sandbox) configureAgent(token string) {
 	sb.t.Helper()
 	example := string(readFile(sb.t, exampleEnv))
