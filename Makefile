@@ -31,8 +31,8 @@ bench: deps ## every benchmark; rewrites BENCHMARKS.md (BENCH_ROUNDS=n: n rounds
 	BENCH_DOC=BENCHMARKS.md $(GO) test ./bench -run '^$$' -bench . -benchtime 1x -timeout 60m
 
 FUZZTIME    ?= 30s
-FUZZTARGETS := ./agent:FuzzQuote ./agent:FuzzRegistryValue ./agent/etcdv2:FuzzSize ./agent/etcdv3:FuzzSize \
-               ./agent/envfile:FuzzRender ./cmd/etcd-discovery-agent:FuzzPrintToken
+# Every fuzz target of the module, as PACKAGE:NAME (./agent:FuzzQuote, ...).
+FUZZTARGETS := $(shell grep -r --include='*_test.go' --exclude-dir=.git -o '^func Fuzz[A-Za-z0-9_]*' . | sed 's|/[^/]*:func |:|' | sort)
 
 # Go 1.26's fuzz coordinator can end a run at -fuzztime with a bare "context
 # deadline exceeded" although no input failed (go.dev/issue/75804, fixed in

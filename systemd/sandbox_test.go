@@ -101,11 +101,7 @@ func sandboxBootstrapAndReboot(t *testing.T, bin, etcdUnitPath string) {
 	sb.mustSystemctl("start", registryUnit)
 	// The quick start: a v3 token, and the lines of agent.env it prints.
 	out, errOut, code := sb.exec(30*time.Second, "", agentBin, "token", "new", "--v3", "--endpoints", registryURL, "--size", "1", "--print", "env")
-	vars, err := envfile.Parse([]byte(out))
-	tokenVars := map[string]string{}
-	for _, v := range vars {
-		tokenVars[v.Name] = v.Value
-	}
+	tokenVars, err := testenv.ParseEnv([]byte(out))
 	token := tokenVars["EDA_DISCOVERY_TOKEN"]
 	if code != 0 || err != nil || token == "" || tokenVars["EDA_DISCOVERY_ENDPOINTS"] != registryURL {
 		t.Fatalf("token new --v3 --print env: exit %d, printed %q (%v), want EDA_DISCOVERY_TOKEN and EDA_DISCOVERY_ENDPOINTS=%s; stderr:\n%s", code, out, err, registryURL, errOut)
@@ -236,10 +232,9 @@ func installedSandbox(t *testing.T, bin, etcdUnitPath string) *sandbox {
 }
 
 // configureAgent edits /etc/etcd-discovery-agent/agent.env (installed from
-// agent.env.example) as an operator would: the discovery URL, the name and
-// the address.
-// configureAgent writes agent.env: the example, its token replaced by the
-// lines token (what token new --print env prints).
+// agent.env.example) as an operator would: the example's token lines
+// replaced by token (what token new --print env prints), the name and the
+// address.
 func (sb *sandbox) configureAgent(token string) {
 	sb.t.Helper()
 	example := string(readFile(sb.t, exampleEnv))
@@ -286,13 +281,9 @@ func (sb *sandbox) journal(unit, until string) string {
 func (sb *sandbox) etcdEnvFile() map[string]string {
 	sb.t.Helper()
 	data := sb.mustExec("cat", etcdEnvPath)
-	vars, err := envfile.Parse([]byte(data))
+	m, err := testenv.ParseEnv([]byte(data))
 	if err != nil {
 		sb.t.Fatalf("%s: %v:\n%s", etcdEnvPath, err, data)
-	}
-	m := map[string]string{}
-	for _, v := range vars {
-		m[v.Name] = v.Value
 	}
 	return m
 }

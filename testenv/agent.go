@@ -47,8 +47,7 @@ func StartHostWithEtcd(t testing.TB, agentBin, etcdBin string, h Host, discovery
 // mode, which has no token) and a given etcd binary.
 func StartHostArgs(t testing.TB, agentBin, etcdBin string, h Host, agentArgs ...string) *Process {
 	t.Helper()
-	args, env := hostCommand(setprivBinary(t), agentBin, etcdBin, h.EnvFile(), agentArgs)
-	return Start(t, "host-"+h.Name, "/bin/sh", args, env)
+	return StartHostEtcdArgs(t, agentBin, etcdBin, h, nil, agentArgs)
 }
 
 // StartHostEtcdArgs is StartHostArgs with flags for etcd beside its env
@@ -57,7 +56,9 @@ func StartHostArgs(t testing.TB, agentBin, etcdBin string, h Host, agentArgs ...
 func StartHostEtcdArgs(t testing.TB, agentBin, etcdBin string, h Host, etcdArgs, agentArgs []string) *Process {
 	t.Helper()
 	args, env := hostCommand(setprivBinary(t), agentBin, etcdBin, h.EnvFile(), agentArgs)
-	env = append(env, "ETCD_ARGS="+strings.Join(etcdArgs, " "))
+	if len(etcdArgs) > 0 {
+		env = append(env, "ETCD_ARGS="+strings.Join(etcdArgs, " "))
+	}
 	return Start(t, "host-"+h.Name, "/bin/sh", args, env)
 }
 
@@ -104,15 +105,24 @@ func ReadEnvFile(t testing.TB, path string) map[string]string {
 	if err != nil {
 		t.Fatalf("read env file: %v", err)
 	}
-	vars, err := envfile.Parse(b)
+	m, err := ParseEnv(b)
 	if err != nil {
 		t.Fatalf("env file %s is not in the safe subset: %v\n%s", path, err, b)
 	}
-	m := map[string]string{}
+	return m
+}
+
+// ParseEnv parses env file text strictly (the safe subset) into a map.
+func ParseEnv(data []byte) (map[string]string, error) {
+	vars, err := envfile.Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]string, len(vars))
 	for _, v := range vars {
 		m[v.Name] = v.Value
 	}
-	return m
+	return m, nil
 }
 
 // Must fails the test on err.

@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -63,7 +61,6 @@ type EtcdConfig struct {
 // Etcd is a running etcd member.
 type Etcd struct {
 	Name      string
-	MemberID  string // hex, as etcdctl prints it; set by JoinAsLearner
 	Process   *Process
 	Addr      netip.Addr
 	ClientURL string // http:// or https://
@@ -94,9 +91,7 @@ func StartEtcd(t testing.TB, cfg EtcdConfig) *Etcd {
 // each its own Addr, or leave the ports free.
 func StartEtcdCluster(t testing.TB, cfgs ...EtcdConfig) []*Etcd {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts etcd; skipped under -short")
-	}
+	SkipIfShort(t)
 	ms := make([]*Etcd, len(cfgs))
 	var initial []string
 	for i, cfg := range cfgs {
@@ -116,112 +111,6 @@ func StartEtcdCluster(t testing.TB, cfgs ...EtcdConfig) []*Etcd {
 		m.WaitHealthy(t, 30*time.Second)
 	}
 	return ms
-}
-
-// JoinAsLearner adds the member cfg describes to via's cluster as a learner
-// (etcdctl member add --learner, as as: root when auth is enabled), starts it
-// with the --initial-cluster etcd answered and --initial-cluster-state
-// existing, and waits up to 30 s until it reports healthy.
-func JoinAsLearner(t testing.TB, via *Etcd, as *Credentials, cfg EtcdConfig) *Etcd {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("starts etcd; skipped under -short")
-	}
-	m := prepareEtcd(t, cfg)
-	// A member refuses to add one ("etcdserver: unhealthy cluster") until it
-	// has been connected to its peers for a few seconds.
-	var out string
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var err error
-		out, err = via.Etcdctl(t, as, "member", "add", m.Name, "--learner", "--peer-urls", m.PeerURL)
-		if err == nil {
-			break
-		}
-		if !strings.Contains(err.Error(), "unhealthy cluster") || time.Now().After(deadline) {
-			t.Fatalf("add learner %s: %v", m.Name, err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	// Member 5b3e0e0c1e5f8d9a added to cluster ...
-	// ETCD_INITIAL_CLUSTER="a=https://...,b=https://..."
-	// etcdctl pads the ID to 16 columns with spaces ("%16x"), so an ID
-	// with a leading zero digit follows two spaces.
-	for _, line := range strings.Split(out, "\n") {
-		if rest, ok := strings.CutPrefix(line, "Member "); ok {
-			if f := strings.Fields(rest); len(f) > 0 {
-				m.MemberID = f[0]
-			}
-		}
-		if v, ok := strings.CutPrefix(line, "ETCD_INITIAL_CLUSTER="); ok {
-			m.Config.InitialCluster = strings.Trim(v, `"`)
-		}
-	}
-	if m.MemberID == "" || m.Config.InitialCluster == "" {
-		t.Fatalf("add learner %s: cannot read etcdctl's answer:\n%s", m.Name, out)
-	}
-	m.Config.ClusterState = "existing"
-	m.start(t)
-	m.WaitHealthy(t, 30*time.Second)
-	return m
-}
-
-// PromoteLearner promotes learner to a voting member through via, as as,
-// retrying every 200 ms for up to 30 s while etcd answers that the learner
-// is not yet in sync with the leader. With auth enabled, etcd 3.4 (and 3.5
-// before the fix of etcd issue 20757) promotes only through the leader: a
-// follower forwards the request without the user, and the client gets
-// "etcdserver: request timed out" after about 7 s; see Leader.
-func PromoteLearner(t testing.TB, via *Etcd, as *Credentials, learner *Etcd) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for try := 1; ; try++ {
-		_, err := via.Etcdctl(t, as, "member", "promote", learner.MemberID)
-		if err == nil {
-			return
-		}
-		if !strings.Contains(err.Error(), "not in sync") || time.Now().After(deadline) {
-			t.Fatalf("promote learner %s through %s (try %d): %v", learner.Name, via.Name, try, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// Leader returns the member of ms that is the raft leader, asking each
-// (etcdctl endpoint status, as as) every 200 ms for up to 10 s until one
-// says it is.
-func Leader(t testing.TB, as *Credentials, ms ...*Etcd) *Etcd {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var errs []error
-		for _, m := range ms {
-			out, err := m.Etcdctl(t, as, "endpoint", "status", "-w", "json")
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			var st []struct {
-				Status struct {
-					Header struct {
-						MemberID uint64 `json:"member_id"`
-					} `json:"header"`
-					Leader uint64 `json:"leader"`
-				}
-			}
-			if err := json.Unmarshal([]byte(out), &st); err != nil || len(st) != 1 {
-				errs = append(errs, fmt.Errorf("%s: endpoint status %q: %v", m.Name, out, err))
-				continue
-			}
-			if st[0].Status.Leader != 0 && st[0].Status.Leader == st[0].Status.Header.MemberID {
-				return m
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no leader among %d members after 10 s: %v", len(ms), errors.Join(errs...))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // prepareEtcd fills cfg's defaults, issues its certificates and returns the
@@ -328,11 +217,10 @@ func (m *Etcd) start(t testing.TB) {
 // for and set up. Tests of what a client sees build their own client.
 func (m *Etcd) HTTPClient() (*http.Client, error) {
 	c := &http.Client{Timeout: 2 * time.Second}
-	if m.ServerCert == nil {
+	admin := m.adminCert()
+	if admin == nil {
 		return c, nil
 	}
-	admin := *m.AdminCert
-	admin.CAFile = m.CAFile
 	cfg, err := admin.ClientTLS()
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w", m.Name, err)
@@ -364,32 +252,7 @@ func (m *Etcd) WaitHealthy(t testing.TB, d time.Duration) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	err = poll(ctx, 20*time.Millisecond, m.Process.Done(), func() error {
-		return health(ctx, c, m.ClientURL)
-	})
-	if err != nil {
-		t.Fatalf("etcd %s at %s not healthy: %v\n%s", m.Name, m.ClientURL, err, tail(m.Process.Output(), 30))
-	}
-}
-
-func health(ctx context.Context, c *http.Client, clientURL string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientURL+"/health", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	var h struct{ Health string }
-	if json.Unmarshal(b, &h) == nil && h.Health == "true" {
-		return nil
-	}
-	return fmt.Errorf("answered %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	waitHealthy(t, c, m.Process, d, m.ClientURL)
 }
 
 // EtcdctlBinary returns the etcdctl binary to test with: $ETCDCTL_BIN, or
@@ -407,13 +270,18 @@ func (m *Etcd) Etcdctl(t testing.TB, as *Credentials, args ...string) (string, e
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var cert *Cert
-	if m.AdminCert != nil {
-		c := *m.AdminCert
-		c.CAFile = m.CAFile
-		cert = &c
+	return Etcdctl(ctx, EtcdctlBinary(t), m.ClientURL, m.adminCert(), as, args...)
+}
+
+// adminCert is what the helpers present on the member's client URL:
+// AdminCert, trusting the member's CA; nil without client TLS.
+func (m *Etcd) adminCert() *Cert {
+	if m.AdminCert == nil {
+		return nil
 	}
-	return Etcdctl(ctx, EtcdctlBinary(t), m.ClientURL, cert, as, args...)
+	c := *m.AdminCert
+	c.CAFile = m.CAFile
+	return &c
 }
 
 // Etcdctl runs etcdctl (v3 API) with args against endpoint and returns its

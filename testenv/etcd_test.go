@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
@@ -25,13 +27,6 @@ func etcdVersions() []etcdVersion {
 	return []etcdVersion{
 		{"3.4", func(t *testing.T) string { return EtcdBinary(t) }},
 		{"3.7", func(t *testing.T) string { return BuildEtcd(t, "v3.7.3") }},
-	}
-}
-
-func skipShort(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("starts etcd; skipped under -short")
 	}
 }
 
@@ -74,7 +69,7 @@ func clientTLS(t *testing.T, c Cert) *tls.Config {
 // expired one; a client that trusts another CA refuses the member. The
 // wanted errors are what a Go client gets: they differ between 3.4 and 3.7.
 func TestEtcdClientCertAuth(t *testing.T) {
-	skipShort(t)
+	SkipIfShort(t)
 	for _, v := range etcdVersions() {
 		t.Run(v.name, func(t *testing.T) {
 			ca, other := NewCA(t, "ca"), NewCA(t, "other")
@@ -143,7 +138,7 @@ func TestEtcdClientCertAuth(t *testing.T) {
 // issued, or that has no IP SAN for the address dialled (and accepts that
 // one by its DNS name).
 func TestEtcdServerCertificate(t *testing.T) {
-	skipShort(t)
+	SkipIfShort(t)
 	ca, other := NewCA(t, "ca"), NewCA(t, "other")
 	lo := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()}
 	expired := ca.Issue(t, CertSpec{CN: "etcd", IPs: lo, Server: true, Client: true}, Expired())
@@ -192,7 +187,7 @@ type gatewayError struct {
 // client certificate with a CN is refused; with one without, the user
 // authenticates and its token gets the same answers.
 func TestEtcdAuth(t *testing.T) {
-	skipShort(t)
+	SkipIfShort(t)
 	const (
 		denied  = "etcdserver: permission denied"
 		badAuth = "etcdserver: authentication failed, invalid user ID or password"
@@ -312,7 +307,7 @@ func TestEtcdAuth(t *testing.T) {
 // gRPC, /health and /version are served: on a TLS member with client-cert
 // auth and v3 auth, as operators run it.
 func TestEtcdGatewayOff(t *testing.T) {
-	skipShort(t)
+	SkipIfShort(t)
 	for _, v := range etcdVersions() {
 		t.Run(v.name, func(t *testing.T) {
 			ca := NewCA(t, "ca")
@@ -347,7 +342,7 @@ func TestEtcdGatewayOff(t *testing.T) {
 // (basic auth, or a client certificate with the user's CN) in the
 // discovery directory, including a recursive read of a token.
 func TestEtcdV2Auth(t *testing.T) {
-	skipShort(t)
+	SkipIfShort(t)
 	ca := NewCA(t, "ca")
 	m := StartEtcd(t, EtcdConfig{CA: ca, ClientTLS: true, ClientCertAuth: true, EnableV2: true})
 	u := EnableV2Auth(t, m, AuthSpec{})
@@ -407,7 +402,7 @@ func TestEtcdV2Auth(t *testing.T) {
 // through root and is promoted: on 3.7 through a follower, on 3.4 only
 // through the leader.
 func TestEtcdClusterLearner(t *testing.T) {
-	skipShort(t)
+	SkipIfShort(t)
 	for _, v := range etcdVersions() {
 		t.Run(v.name, func(t *testing.T) {
 			bin := v.bin(t)
@@ -432,30 +427,30 @@ func TestEtcdClusterLearner(t *testing.T) {
 				t.Errorf("member add by a user without the root role: %v; want permission denied", err)
 			}
 			h := hosts[3]
-			learner := JoinAsLearner(t, ms[1], &u.Root, EtcdConfig{Bin: bin, Name: h.Name, Addr: h.Addr, ClientPort: 2379, PeerPort: 2380,
+			learner, learnerID := joinAsLearner(t, ms[1], &u.Root, EtcdConfig{Bin: bin, Name: h.Name, Addr: h.Addr, ClientPort: 2379, PeerPort: 2380,
 				CA: ca, ClientTLS: true, ClientCertAuth: true, PeerTLS: true, PeerCertAuth: true})
 			out, err = ms[0].Etcdctl(t, &u.Root, "member", "list")
-			if err != nil || strings.Count(out, "\n") != 4 || !strings.Contains(out, learner.MemberID+", started, "+h.Name+", "+learner.PeerURL+", "+learner.ClientURL+", true") {
+			if err != nil || strings.Count(out, "\n") != 4 || !strings.Contains(out, learnerID+", started, "+h.Name+", "+learner.PeerURL+", "+learner.ClientURL+", true") {
 				t.Fatalf("member list after the learner joined: %v\n%s", err, out)
 			}
 			// Through a follower, etcd 3.4 cannot promote with auth on
 			// (etcd issue 20757; fixed in 3.5.x and 3.6).
-			leader := Leader(t, &u.Root, ms...)
+			lead := leader(t, &u.Root, ms...)
 			follower := ms[0]
-			if follower == leader {
+			if follower == lead {
 				follower = ms[1]
 			}
 			if v.name == "3.4" {
-				_, err := follower.Etcdctl(t, &u.Root, "member", "promote", learner.MemberID)
+				_, err := follower.Etcdctl(t, &u.Root, "member", "promote", learnerID)
 				if err == nil || !strings.HasSuffix(err.Error(), "Error: etcdserver: request timed out") {
 					t.Errorf("promote through a follower of 3.4: %v; want request timed out", err)
 				}
-				PromoteLearner(t, leader, &u.Root, learner)
+				promoteLearner(t, lead, &u.Root, learner, learnerID)
 			} else {
-				PromoteLearner(t, follower, &u.Root, learner)
+				promoteLearner(t, follower, &u.Root, learner, learnerID)
 			}
 			out, err = ms[0].Etcdctl(t, &u.Root, "member", "list")
-			if err != nil || !strings.Contains(out, learner.MemberID+", started, "+h.Name+", "+learner.PeerURL+", "+learner.ClientURL+", false") {
+			if err != nil || !strings.Contains(out, learnerID+", started, "+h.Name+", "+learner.PeerURL+", "+learner.ClientURL+", false") {
 				t.Fatalf("member list after the promotion: %v\n%s", err, out)
 			}
 			out, err = learner.Etcdctl(t, &u.User, "get", "--print-value-only", "/testenv/k")
@@ -463,5 +458,109 @@ func TestEtcdClusterLearner(t *testing.T) {
 				t.Errorf("get from the promoted member: %q %v", out, err)
 			}
 		})
+	}
+}
+
+// joinAsLearner adds the member cfg describes to via's cluster as a learner
+// (etcdctl member add --learner, as as: root when auth is enabled), starts it
+// with the --initial-cluster etcd answered and --initial-cluster-state
+// existing, and waits up to 30 s until it reports healthy. id is its member
+// ID in hex, as etcdctl prints it.
+func joinAsLearner(t *testing.T, via *Etcd, as *Credentials, cfg EtcdConfig) (m *Etcd, id string) {
+	t.Helper()
+	m = prepareEtcd(t, cfg)
+	// A member refuses to add one ("etcdserver: unhealthy cluster") until it
+	// has been connected to its peers for a few seconds.
+	var out string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var err error
+		out, err = via.Etcdctl(t, as, "member", "add", m.Name, "--learner", "--peer-urls", m.PeerURL)
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "unhealthy cluster") || time.Now().After(deadline) {
+			t.Fatalf("add learner %s: %v", m.Name, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// Member 5b3e0e0c1e5f8d9a added to cluster ...
+	// ETCD_INITIAL_CLUSTER="a=https://...,b=https://..."
+	// etcdctl pads the ID to 16 columns with spaces ("%16x"), so an ID
+	// with a leading zero digit follows two spaces.
+	for _, line := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(line, "Member "); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				id = f[0]
+			}
+		}
+		if v, ok := strings.CutPrefix(line, "ETCD_INITIAL_CLUSTER="); ok {
+			m.Config.InitialCluster = strings.Trim(v, `"`)
+		}
+	}
+	if id == "" || m.Config.InitialCluster == "" {
+		t.Fatalf("add learner %s: cannot read etcdctl's answer:\n%s", m.Name, out)
+	}
+	m.Config.ClusterState = "existing"
+	m.start(t)
+	m.WaitHealthy(t, 30*time.Second)
+	return m, id
+}
+
+// promoteLearner promotes learner, whose member ID is id, to a voting
+// member through via, as as, retrying every 200 ms for up to 30 s while etcd answers that the learner
+// is not yet in sync with the leader. With auth enabled, etcd 3.4 (and 3.5
+// before the fix of etcd issue 20757) promotes only through the leader: a
+// follower forwards the request without the user, and the client gets
+// "etcdserver: request timed out" after about 7 s; see leader.
+func promoteLearner(t *testing.T, via *Etcd, as *Credentials, learner *Etcd, id string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for try := 1; ; try++ {
+		_, err := via.Etcdctl(t, as, "member", "promote", id)
+		if err == nil {
+			return
+		}
+		if !strings.Contains(err.Error(), "not in sync") || time.Now().After(deadline) {
+			t.Fatalf("promote learner %s through %s (try %d): %v", learner.Name, via.Name, try, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// leader returns the member of ms that is the raft leader, asking each
+// (etcdctl endpoint status, as as) every 200 ms for up to 10 s until one
+// says it is.
+func leader(t *testing.T, as *Credentials, ms ...*Etcd) *Etcd {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var errs []error
+		for _, m := range ms {
+			out, err := m.Etcdctl(t, as, "endpoint", "status", "-w", "json")
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			var st []struct {
+				Status struct {
+					Header struct {
+						MemberID uint64 `json:"member_id"`
+					} `json:"header"`
+					Leader uint64 `json:"leader"`
+				}
+			}
+			if err := json.Unmarshal([]byte(out), &st); err != nil || len(st) != 1 {
+				errs = append(errs, fmt.Errorf("%s: endpoint status %q: %v", m.Name, out, err))
+				continue
+			}
+			if st[0].Status.Leader != 0 && st[0].Status.Leader == st[0].Status.Header.MemberID {
+				return m
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no leader among %d members after 10 s: %v", len(ms), errors.Join(errs...))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -60,17 +60,26 @@ func NamedBinary(t testing.TB) string {
 func bindTool(t testing.TB, name, pkg string) string {
 	t.Helper()
 	SkipIfShort(t)
+	p, err := findTool(name, pkg)
+	if err != nil {
+		SkipUnlessCI(t, "%v", err)
+	}
+	return p
+}
+
+// findTool finds name in $PATH, /usr/sbin or /usr/bin; its error names
+// the Debian package pkg.
+func findTool(name, pkg string) (string, error) {
 	if p, err := exec.LookPath(name); err == nil {
-		return p
+		return p, nil
 	}
 	for _, dir := range []string{"/usr/sbin", "/usr/bin"} {
 		p := filepath.Join(dir, name)
 		if _, err := os.Stat(p); err == nil {
-			return p
+			return p, nil
 		}
 	}
-	SkipUnlessCI(t, "no %s in $PATH, /usr/sbin or /usr/bin (apt-get install %s)", name, pkg)
-	return ""
+	return "", fmt.Errorf("no %s in $PATH, /usr/sbin or /usr/bin (apt-get install %s)", name, pkg)
 }
 
 // Named starts a real BIND 9 named for zone (e.g. "example.test.") on a free
@@ -382,7 +391,7 @@ func (s *DNSServer) Update(ctx context.Context, keyFile string, commands ...stri
 		fmt.Fprintln(&in, c)
 	}
 	fmt.Fprintln(&in, "send")
-	bin, err := nsupdateBinary()
+	bin, err := findTool("nsupdate", "bind9-dnsutils")
 	if err != nil {
 		return "", err
 	}
@@ -405,16 +414,4 @@ func (s *DNSServer) MustUpdate(t testing.TB, commands ...string) {
 	if _, err := s.Update(context.Background(), s.KeyFile, commands...); err != nil {
 		t.Fatal(err)
 	}
-}
-
-var errNoNsupdate = errors.New("no nsupdate in $PATH or /usr/bin (apt-get install bind9-dnsutils)")
-
-func nsupdateBinary() (string, error) {
-	if p, err := exec.LookPath("nsupdate"); err == nil {
-		return p, nil
-	}
-	if _, err := os.Stat("/usr/bin/nsupdate"); err == nil {
-		return "/usr/bin/nsupdate", nil
-	}
-	return "", errNoNsupdate
 }

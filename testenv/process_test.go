@@ -219,16 +219,27 @@ func killAndCheck(t *testing.T, helper *Process, tree []proc) {
 // agent that sh runs before exec'ing etcd (a grandchild), and a DNS
 // server.
 func TestStartedProcessesDieWithTheTestProcess(t *testing.T) {
-	NamedBinary(t)
-	EtcdBinary(t)
-	setprivBinary(t)
-	helper, _ := startHelper(t, "procs", time.Minute)
-	tree := waitTree(t, helper.PID(),
+	killedHelper(t, "procs", time.Minute,
 		wantProc{"sleep", "3601", "helper"},
 		wantProc{"sh", "", "helper"},
 		wantProc{"sleep", "3602", "sh"},
 		wantProc{"named", "", "helper"})
-	killAndCheck(t, helper, tree)
+}
+
+// killedHelper runs TestHelperProcess in mode (see startHelper), waits
+// until the processes want run below it (waitTree), kills it and checks
+// that they died with it (killAndCheck). It returns what the helper
+// printed, by line.
+func killedHelper(t *testing.T, mode string, wait time.Duration, want ...wantProc) []string {
+	t.Helper()
+	// What the helper starts; without one, the helper would skip instead
+	// of printing READY.
+	NamedBinary(t)
+	EtcdBinary(t)
+	setprivBinary(t)
+	helper, lines := startHelper(t, mode, wait)
+	killAndCheck(t, helper, waitTree(t, helper.PID(), want...))
+	return lines
 }
 
 // The same in network namespaces: what `ip netns exec` runs, named on the
@@ -237,9 +248,6 @@ func TestStartedProcessesDieWithTheTestProcess(t *testing.T) {
 // not keep the next Network from being built.
 func TestNetworkAfterAKilledRun(t *testing.T) {
 	needNetns(t)
-	NamedBinary(t)
-	EtcdBinary(t)
-	setprivBinary(t)
 	// Between the kill and this test taking the network lock, another test
 	// process may take it first and clear the leftovers itself (what is
 	// tested here, but then not seen): try again, a few times.
@@ -283,7 +291,11 @@ func killedNetwork(t *testing.T) string {
 	t.Helper()
 	// The helper waits for the network lock as long as other test
 	// processes hold it.
-	helper, lines := startHelper(t, "net", 5*time.Minute)
+	lines := killedHelper(t, "net", 5*time.Minute,
+		wantProc{"named", "", "helper"},
+		wantProc{"sleep", "3603", "helper"},
+		wantProc{"sh", "", "helper"},
+		wantProc{"sleep", "3604", "sh"})
 	var id string
 	for _, l := range lines {
 		if s, ok := strings.CutPrefix(l, "NETWORK "); ok {
@@ -291,14 +303,8 @@ func killedNetwork(t *testing.T) string {
 		}
 	}
 	if !ownLink.MatchString(id + "-t") {
-		t.Fatalf("helper printed no network ID:\n%s", helper.Output())
+		t.Fatalf("helper printed no network ID:\n%s", strings.Join(lines, "\n"))
 	}
-	tree := waitTree(t, helper.PID(),
-		wantProc{"named", "", "helper"},
-		wantProc{"sleep", "3603", "helper"},
-		wantProc{"sh", "", "helper"},
-		wantProc{"sleep", "3604", "sh"})
-	killAndCheck(t, helper, tree)
 	return id
 }
 

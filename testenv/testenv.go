@@ -237,20 +237,8 @@ func FreePort(t testing.TB, addr string) int {
 // URL: the endpoint under which discovery tokens live.
 func Registry(t testing.TB) (clientURL string, p *Process) {
 	t.Helper()
-	bin := EtcdBinary(t)
-	cport, pport := FreePort(t, "127.0.0.1"), FreePort(t, "127.0.0.1")
-	clientURL = fmt.Sprintf("http://127.0.0.1:%d", cport)
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", pport)
-	p = Start(t, "registry", bin, []string{
-		"--name", "registry",
-		"--data-dir", filepath.Join(t.TempDir(), "registry"),
-		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
-		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-		"--initial-cluster", "registry=" + peerURL,
-		"--enable-v2",
-	}, nil)
-	WaitHealthy(t, p, 30*time.Second, clientURL)
-	return clientURL, p
+	m := StartEtcd(t, EtcdConfig{Name: "registry", EnableV2: true})
+	return m.ClientURL, m.Process
 }
 
 // Host is a simulated host: its own loopback address (so etcd can use the
@@ -321,6 +309,12 @@ func StartEtcdFromEnvFile(t testing.TB, name, envFile string, extraArgs ...strin
 // the test after d or as soon as p (if not nil) exits.
 func WaitHealthy(t testing.TB, p *Process, d time.Duration, clientURLs ...string) {
 	t.Helper()
+	waitHealthy(t, &http.Client{Timeout: 500 * time.Millisecond}, p, d, clientURLs...)
+}
+
+// waitHealthy is WaitHealthy with the client c.
+func waitHealthy(t testing.TB, c *http.Client, p *Process, d time.Duration, clientURLs ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	var done <-chan struct{}
@@ -328,7 +322,7 @@ func WaitHealthy(t testing.TB, p *Process, d time.Duration, clientURLs ...string
 		done = p.Done()
 	}
 	for _, u := range clientURLs {
-		if err := PollHealthy(ctx, u, done); err != nil {
+		if err := pollHealthy(ctx, c, u, done); err != nil {
 			msg := ""
 			if p != nil {
 				msg = "\n" + tail(p.Output(), 30)
@@ -344,21 +338,31 @@ var ErrExited = errors.New("process exited")
 // PollHealthy polls clientURL/health every 20 ms until it answers healthy,
 // ctx ends or exited is closed.
 func PollHealthy(ctx context.Context, clientURL string, exited <-chan struct{}) error {
-	c := &http.Client{Timeout: 500 * time.Millisecond}
-	return poll(ctx, 20*time.Millisecond, exited, func() error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, clientURL+"/health", nil)
-		resp, err := c.Do(req)
-		if err != nil {
-			return err
-		}
-		var h struct{ Health string }
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if json.Unmarshal(b, &h) == nil && h.Health == "true" {
-			return nil
-		}
-		return fmt.Errorf("answered %d %s", resp.StatusCode, bytes.TrimSpace(b))
-	})
+	return pollHealthy(ctx, &http.Client{Timeout: 500 * time.Millisecond}, clientURL, exited)
+}
+
+func pollHealthy(ctx context.Context, c *http.Client, clientURL string, exited <-chan struct{}) error {
+	return poll(ctx, 20*time.Millisecond, exited, func() error { return health(ctx, c, clientURL) })
+}
+
+// health asks clientURL/health once and fails unless etcd says it is
+// healthy.
+func health(ctx context.Context, c *http.Client, clientURL string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientURL+"/health", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	var h struct{ Health string }
+	if json.Unmarshal(b, &h) == nil && h.Health == "true" {
+		return nil
+	}
+	return fmt.Errorf("answered %d %s", resp.StatusCode, bytes.TrimSpace(b))
 }
 
 // poll calls try every interval until it succeeds, ctx ends or exited is
