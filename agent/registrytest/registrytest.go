@@ -8,6 +8,8 @@ package registrytest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +50,9 @@ type Backend struct {
 	// GoodSizes those it reads, with what it reads.
 	BadSizes  []string
 	GoodSizes map[string]int
+	// ListsOnRegister says the registry lists the token in the same step
+	// as it registers (RegisterListing), as the rendezvous then uses.
+	ListsOnRegister bool
 }
 
 // Run runs the suite against b.
@@ -61,6 +66,15 @@ func Run(t *testing.T, b Backend) {
 	t.Run("Poisoned", func(t *testing.T) { poisoned(t, b) })
 	t.Run("RegistryRestart", func(t *testing.T) { registryRestart(t, b) })
 	t.Run("HistoryLost", func(t *testing.T) { historyLost(t, b) })
+}
+
+// RandomToken is a token name no other test uses: 16 hex digits.
+func RandomToken(t testing.TB) string {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
 }
 
 func ctxFor(t *testing.T, d time.Duration) context.Context {
@@ -122,6 +136,9 @@ func contract(t *testing.T, b Backend) {
 	lr, ok := reg.(interface {
 		RegisterListing(ctx context.Context, key, value string) (agent.Entry, []agent.Entry, uint64, error)
 	})
+	if ok != b.ListsOnRegister {
+		t.Fatalf("the registry lists on registering: %t; the backend says %t", ok, b.ListsOnRegister)
+	}
 	if !ok {
 		return
 	}
@@ -182,7 +199,11 @@ func register(t *testing.T, b Backend) {
 		}
 	}
 	reg := tok.Open(t)
-	for _, e := range list(t, reg) {
+	es := list(t, reg)
+	if len(es) != 3 {
+		t.Errorf("the token holds %v; want the three hosts' entries", es)
+	}
+	for _, e := range es {
 		if ms, err := agent.ParseCluster(e.Value); err != nil || memberKey(reg, ms[0].PeerURLs[0]) != e.Key {
 			t.Errorf("entry %+v is not a member's key", e)
 		}
