@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -27,23 +28,40 @@ var agentBin string
 
 func TestMain(m *testing.M) { os.Exit(testenv.RunWithAgent(m, &agentBin)) }
 
-// runAgent runs the agent to completion and returns its exit code and
-// combined output.
-func runAgent(t *testing.T, args ...string) (int, string) {
+// execAgent runs the agent to completion with env (NAME=VALUE) added to a
+// bare PATH, its stdout and stderr going to the two buffers (one buffer
+// for combined output), and returns its exit code and run time.
+func execAgent(t *testing.T, env []string, stdout, stderr *bytes.Buffer, args ...string) (int, time.Duration) {
 	t.Helper()
 	testenv.SkipIfShort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, agentBin, args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	out, err := cmd.CombinedOutput()
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	start := time.Now()
+	err := cmd.Run()
+	took := time.Since(start)
 	if ctx.Err() != nil {
+		out := stdout.String()
+		if stderr != stdout {
+			out += stderr.String()
+		}
 		t.Fatalf("agent %v did not finish: %s", args, out)
 	}
 	if err != nil && cmd.ProcessState == nil {
 		t.Fatalf("run agent: %v", err)
 	}
-	return cmd.ProcessState.ExitCode(), string(out)
+	return cmd.ProcessState.ExitCode(), took
+}
+
+// runAgent runs the agent to completion and returns its exit code and
+// combined output.
+func runAgent(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var out bytes.Buffer
+	code, _ := execAgent(t, nil, &out, &out, args...)
+	return code, out.String()
 }
 
 // newToken makes a token of size n on the registry with the agent itself.
