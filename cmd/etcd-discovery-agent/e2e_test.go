@@ -813,16 +813,15 @@ func TestDNSCheckCatchesAStaleRecord(t *testing.T) {
 	}
 }
 
-// srvArgs are the bootstrap flags of a host in SRV mode that publishes its
-// records to the network's named.
-func srvArgs(h testenv.NetHost, named *testenv.DNSServer, extra ...string) []string {
-	return append([]string{
-		"bootstrap", "--name", h.Name, "--advertise-address", h.Addr.String(),
-		"--data-dir", h.DataDir(), "--env-file", h.EnvFile(), "--state-dir", h.StateDir(),
-		"--discovery-srv", "example.test", "--size", "3",
+// srvArgs are the bootstrap flags of a host in SRV mode, a cluster of
+// three under domain, that publishes its records to the network's named
+// (zone example.test).
+func srvArgs(h testenv.NetHost, named *testenv.DNSServer, domain string, extra ...string) []string {
+	return bootstrapArgs(h.Host, append([]string{
+		"--discovery-srv", domain, "--size", "3",
 		"--publish-server", named.Addr, "--publish-zone", "example.test", "--tsig-key-file", named.KeyFile,
 		"--timeout", "60s",
-	}, extra...)
+	}, extra...)...)
 }
 
 // Three hosts in network namespaces, each resolving through the test's
@@ -838,7 +837,7 @@ func TestSRVModeOnEtcd34WithHTTPRecords(t *testing.T) {
 	}
 	procs := make([]*testenv.Process, len(hosts))
 	for i, h := range hosts {
-		procs[i] = testenv.StartNetHost(t, agentBin, etcd, h, srvArgs(h, named)...)
+		procs[i] = testenv.StartNetHost(t, agentBin, etcd, h, srvArgs(h, named, "example.test")...)
 	}
 	want := map[string]uint64{}
 	for i, h := range hosts {
@@ -872,7 +871,7 @@ func TestSRVModeOnEtcd34WithHTTPRecords(t *testing.T) {
 	// A later host, with the same settings, finds the cluster running by
 	// SRV alone, joins it and publishes itself.
 	late := n.AddHost(t, "infra4")
-	p := testenv.StartNetHost(t, agentBin, etcd, late, srvArgs(late, named)...)
+	p := testenv.StartNetHost(t, agentBin, etcd, late, srvArgs(late, named, "example.test")...)
 	testenv.WaitHealthy(t, p, 90*time.Second, late.ClientURL())
 	if !strings.Contains(p.Output(), "runs already; joining it") {
 		t.Errorf("infra4 did not join:\n%s", p.Output())
@@ -909,7 +908,7 @@ func TestEtcdsOwnSRVDiscoveryFromPublishedRecords(t *testing.T) {
 	}
 	procs := make([]*testenv.Process, len(hosts))
 	for i, h := range hosts {
-		procs[i] = testenv.StartNetHost(t, agentBin, etcd37, h, srvArgs(h, named, "--output", "discovery-srv", "--etcd-binary", etcd37)...)
+		procs[i] = testenv.StartNetHost(t, agentBin, etcd37, h, srvArgs(h, named, "example.test", "--output", "discovery-srv", "--etcd-binary", etcd37)...)
 	}
 	for i, h := range hosts {
 		testenv.WaitHealthy(t, procs[i], 90*time.Second, h.ClientURL())
@@ -927,7 +926,7 @@ func TestEtcdsOwnSRVDiscoveryFromPublishedRecords(t *testing.T) {
 	// A later host joins the running 3.7 cluster: member list, lock and
 	// member add through 3.7's gateway; its env file is static (existing).
 	late := n.AddHost(t, "infra4")
-	p := testenv.StartNetHost(t, agentBin, etcd37, late, srvArgs(late, named, "--output", "discovery-srv", "--etcd-binary", etcd37)...)
+	p := testenv.StartNetHost(t, agentBin, etcd37, late, srvArgs(late, named, "example.test", "--output", "discovery-srv", "--etcd-binary", etcd37)...)
 	testenv.WaitHealthy(t, p, 90*time.Second, late.ClientURL())
 	env = testenv.ReadEnvFile(t, late.EnvFile())
 	if env["ETCD_INITIAL_CLUSTER_STATE"] != "existing" || env["ETCD_DISCOVERY_SRV"] != "" || !strings.Contains(env["ETCD_INITIAL_CLUSTER"], "infra4=http://infra4.example.test:2380") {

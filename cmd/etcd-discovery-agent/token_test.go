@@ -219,8 +219,9 @@ func environ(vars map[string]string) []string {
 	return env
 }
 
-// bootstrapArgs are a host's bootstrap flags without the token: the
-// token comes from the environment.
+// bootstrapArgs are a host's bootstrap flags (its name, address and files
+// under h.Dir) and extra, without what names the cluster: a token, an SRV
+// domain, or the environment gives it.
 func bootstrapArgs(h testenv.Host, extra ...string) []string {
 	return append([]string{"bootstrap", "--name", h.Name, "--advertise-address", h.Addr.String(),
 		"--data-dir", h.DataDir(), "--env-file", h.EnvFile(), "--state-dir", h.StateDir()}, extra...)
