@@ -70,15 +70,16 @@ func wantEntries(t *testing.T, discovery string, hosts []testenv.Host, extra ...
 	for _, h := range hosts {
 		want[keyOf(h, discovery)] = valueOf(h)
 	}
+	held := tokenEntries(t, discovery)
 	got := map[string]string{}
-	for k, e := range tokenEntries(t, discovery) {
+	for k, e := range held {
 		if slices.Contains(extra, k) {
 			continue
 		}
 		got[k] = e.Value
 	}
 	for _, k := range extra {
-		if _, ok := tokenEntries(t, discovery)[k]; !ok {
+		if _, ok := held[k]; !ok {
 			t.Errorf("the token lost the key %q", k)
 		}
 	}

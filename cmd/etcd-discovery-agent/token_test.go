@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent"
-	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/envfile"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/etcdv2"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/etcdv3"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
@@ -185,14 +184,9 @@ func showsMembers(t *testing.T, out string, size, members int, names ...string) 
 // checks that sh reads the same: set -a; . FILE.
 func readEnvLines(t *testing.T, out string) map[string]string {
 	t.Helper()
-	vars, err := envfile.Parse([]byte(out))
-	testenv.Must(t, err, "token new --print env printed lines outside the env file subset:\n%s", out)
-	parsed := map[string]string{}
-	for _, v := range vars {
-		parsed[v.Name] = v.Value
-	}
 	file := filepath.Join(t.TempDir(), "agent.env")
 	testenv.Must(t, os.WriteFile(file, []byte(out), 0o644), "write agent.env")
+	parsed := testenv.ReadEnvFile(t, file)
 	cmd := exec.Command("/bin/sh", "-c", `set -a; . "$1"; set +a; env`, "sh", file)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	shOut, err := cmd.Output()
