@@ -123,29 +123,49 @@ func startCluster(t *testing.T, etcdBin, discovery string, hosts []testenv.Host)
 // token would give them, and the cluster ID etcd derives from those IDs.
 func checkCluster(t *testing.T, discovery string, hosts []testenv.Host) {
 	t.Helper()
+	var peerURLs []string
+	for _, h := range hosts {
+		peerURLs = append(peerURLs, h.PeerURL())
+	}
+	want, wantCluster := wantMembers(discovery, hosts, peerURLs)
+	for _, h := range hosts {
+		checkMemberList(t, h, want, wantCluster)
+	}
+}
+
+// wantMembers is what etcd reports of a cluster of hosts that advertise
+// peerURLs and hash the string hashed (the token, or the cluster token)
+// into member IDs: each member's ID by name, and the cluster ID etcd
+// derives from those IDs.
+func wantMembers(hashed string, hosts []testenv.Host, peerURLs []string) (map[string]uint64, uint64) {
 	want := map[string]uint64{}
 	var ids []uint64
-	for _, h := range hosts {
-		want[h.Name] = agent.MemberID([]string{h.PeerURL()}, discovery)
+	for i, h := range hosts {
+		want[h.Name] = agent.MemberID([]string{peerURLs[i]}, hashed)
 		ids = append(ids, want[h.Name])
 	}
-	wantCluster := agent.ClusterID(ids)
-	for _, h := range hosts {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		cluster, ms, err := testenv.MemberList(ctx, h.ClientURL())
-		cancel()
-		testenv.Must(t, err, "member list from %s", h.Name)
-		got := map[string]uint64{}
-		for _, m := range ms {
-			got[m.Name] = m.ID
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("%s reports members %v, want %v (name: ID)", h.Name, got, want)
-		}
-		if cluster != wantCluster {
-			t.Errorf("%s reports cluster ID %s, want %s (from the member IDs)", h.Name, agent.FormatID(cluster), agent.FormatID(wantCluster))
-		}
+	return want, agent.ClusterID(ids)
+}
+
+// checkMemberList asserts that h's etcd reports exactly the members want
+// (name: ID) and the cluster ID wantCluster, and returns its member list.
+func checkMemberList(t *testing.T, h testenv.Host, want map[string]uint64, wantCluster uint64) []testenv.MemberInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	cluster, ms, err := testenv.MemberList(ctx, h.ClientURL())
+	cancel()
+	testenv.Must(t, err, "member list from %s", h.Name)
+	got := map[string]uint64{}
+	for _, m := range ms {
+		got[m.Name] = m.ID
 	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("%s reports members %v, want %v (name: ID)", h.Name, got, want)
+	}
+	if cluster != wantCluster {
+		t.Errorf("%s reports cluster ID %s, want %s (from the member IDs)", h.Name, agent.FormatID(cluster), agent.FormatID(wantCluster))
+	}
+	return ms
 }
 
 func TestThreeAgentsFormOneClusterAndAFourthFindsItFull(t *testing.T) {
