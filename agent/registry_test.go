@@ -76,8 +76,8 @@ func TestTokenMembers(t *testing.T) {
 func TestTokenMembersIsOrderFree(t *testing.T) {
 	all := []Entry{entry("a", "10.0.0.1", 5), entry("b", "10.0.0.2", 6), entry("b", "10.0.0.9", 7), entry("c", "10.0.0.3", 8), entry("d", "10.0.0.4", 9)}
 	want, _, err := tokenMembers(all, 3, testToken)
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || names(want) != "a,b,c" {
+		t.Fatalf("all entries: %s, %v; want a,b,c (the later b does not count)", names(want), err)
 	}
 	// Every prefix of the registration order that fills the token, in
 	// every rotation of the order it was learnt in.
@@ -96,7 +96,10 @@ func TestTokenMembersIsOrderFree(t *testing.T) {
 func TestCheckEntryQuotesTheValue(t *testing.T) {
 	e := Entry{Key: "k\x1b[2J", Value: "x=" + strings.Repeat("v", 1<<20), Created: 1}
 	_, err := checkEntry(e, testToken)
-	if err == nil || len(err.Error()) > 3*QuoteMax || strings.ContainsRune(err.Error(), 0x1b) {
+	if err == nil {
+		t.Fatal("checkEntry took a key that is not the member ID of its value")
+	}
+	if len(err.Error()) > 3*QuoteMax || strings.ContainsRune(err.Error(), 0x1b) {
 		t.Fatalf("checkEntry error of %d bytes, escape raw: %v", len(err.Error()), strings.ContainsRune(err.Error(), 0x1b))
 	}
 }

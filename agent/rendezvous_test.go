@@ -131,6 +131,24 @@ func (m *memRegistry) keys() []string {
 	return ks
 }
 
+// waitKey waits until the registry holds a key (the host under test
+// registered), or ctx ends.
+func (m *memRegistry) waitKey(ctx context.Context) {
+	for {
+		m.mu.Lock()
+		n, changed := len(m.entries), m.changed
+		m.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func host(name, addr string) Member {
@@ -204,9 +222,7 @@ func TestRendezvousLeavesNothingBehind(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		go func() {
-			for len(reg.keys()) == 0 && ctx.Err() == nil {
-				time.Sleep(time.Millisecond)
-			}
+			reg.waitKey(ctx)
 			reg.put(Entry{Key: "junk", Value: "x=http://10.0.0.8:2380"})
 		}()
 		_, err := run(ctx, reg, host("a", "10.0.0.1"))
@@ -239,9 +255,7 @@ func TestRendezvousRelistsWhenHistoryIsLost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	go func() {
-		for len(reg.keys()) == 0 && ctx.Err() == nil {
-			time.Sleep(time.Millisecond)
-		}
+		reg.waitKey(ctx)
 		reg.mu.Lock()
 		reg.lost = reg.pos + 10 // the next watch finds its start compacted
 		reg.pos += 10

@@ -1,8 +1,6 @@
 package etcdv2_test
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +17,7 @@ func TestConformance(t *testing.T) {
 	top := t
 	registrytest.Run(t, registrytest.Backend{
 		NewToken: func(t *testing.T, size int) registrytest.Token {
-			tok := &v2Token{top: top, m: m, url: m.ClientURL + "/v2/keys/discovery/" + random(t)}
+			tok := &v2Token{top: top, m: m, url: m.ClientURL + "/v2/keys/discovery/" + registrytest.RandomToken(t)}
 			reg, err := etcdv2.New(tok.url, agent.Access{})
 			testenv.Must(t, err, "registry")
 			testenv.Must(t, reg.Create(t.Context(), size, 0), "create the token")
@@ -28,14 +26,6 @@ func TestConformance(t *testing.T) {
 		GoodSizes: map[string]int{"3": 3, "1": 1, "007": 7},
 		BadSizes:  []string{"+1", " 3", "3 ", "0", "-1", "abc", "", "3.0"},
 	})
-}
-
-func random(t *testing.T) string {
-	b := make([]byte, 8)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 type v2Token struct {

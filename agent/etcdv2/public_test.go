@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent"
-	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/envfile"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/etcdv2"
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
 )
 
 // node and event are the v2 JSON a discovery service answers with.
@@ -193,24 +193,12 @@ func TestBootstrapOnAPublicDiscoveryService(t *testing.T) {
 		if errs[i] != nil {
 			t.Fatalf("%s: %v", cfg.Name, errs[i])
 		}
-		b, err := os.ReadFile(cfg.EnvFile)
-		if err != nil {
-			t.Fatal(err)
+		got := testenv.ReadEnvFile(t, cfg.EnvFile)["ETCD_INITIAL_CLUSTER"]
+		if cluster == "" {
+			cluster = got
 		}
-		vars, err := envfile.Parse(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range vars {
-			if v.Name != "ETCD_INITIAL_CLUSTER" {
-				continue
-			}
-			if cluster == "" {
-				cluster = v.Value
-			}
-			if v.Value != cluster || strings.Count(v.Value, "=") != 3 {
-				t.Errorf("%s: ETCD_INITIAL_CLUSTER=%s; want the same three members everywhere (%s)", cfg.Name, v.Value, cluster)
-			}
+		if got != cluster || strings.Count(got, "=") != 3 {
+			t.Errorf("%s: ETCD_INITIAL_CLUSTER=%s; want the same three members everywhere (%s)", cfg.Name, got, cluster)
 		}
 	}
 	svc.mu.Lock()

@@ -2,8 +2,6 @@ package etcdv3_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"testing"
 	"time"
 
@@ -29,24 +27,17 @@ func TestConformance(t *testing.T) {
 			top := t
 			registrytest.Run(t, registrytest.Backend{
 				NewToken: func(t *testing.T, size int) registrytest.Token {
-					tok := &v3Token{top: top, m: m, token: random(t)}
+					tok := &v3Token{top: top, m: m, token: registrytest.RandomToken(t)}
 					reg := tok.open(t)
 					testenv.Must(t, reg.Create(t.Context(), size, 0), "create the token")
 					return tok
 				},
-				GoodSizes: map[string]int{"3": 3, "+2": 2, "007": 7},
-				BadSizes:  []string{" 3", "3 ", "0", "-1", "abc", "", "3.0"},
+				GoodSizes:       map[string]int{"3": 3, "+2": 2, "007": 7},
+				BadSizes:        []string{" 3", "3 ", "0", "-1", "abc", "", "3.0"},
+				ListsOnRegister: true,
 			})
 		})
 	}
-}
-
-func random(t *testing.T) string {
-	b := make([]byte, 8)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 type v3Token struct {

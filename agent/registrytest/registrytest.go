@@ -8,6 +8,8 @@ package registrytest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +50,9 @@ type Backend struct {
 	// GoodSizes those it reads, with what it reads.
 	BadSizes  []string
 	GoodSizes map[string]int
+	// ListsOnRegister says the registry lists the token in the same step
+	// as it registers (RegisterListing), as the rendezvous then uses.
+	ListsOnRegister bool
 }
 
 // Run runs the suite against b.
@@ -61,6 +66,15 @@ func Run(t *testing.T, b Backend) {
 	t.Run("Poisoned", func(t *testing.T) { poisoned(t, b) })
 	t.Run("RegistryRestart", func(t *testing.T) { registryRestart(t, b) })
 	t.Run("HistoryLost", func(t *testing.T) { historyLost(t, b) })
+}
+
+// RandomToken is a token name no other test uses: 16 hex digits.
+func RandomToken(t testing.TB) string {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
 }
 
 func ctxFor(t *testing.T, d time.Duration) context.Context {
@@ -122,6 +136,9 @@ func contract(t *testing.T, b Backend) {
 	lr, ok := reg.(interface {
 		RegisterListing(ctx context.Context, key, value string) (agent.Entry, []agent.Entry, uint64, error)
 	})
+	if ok != b.ListsOnRegister {
+		t.Fatalf("the registry lists on registering: %t; the backend says %t", ok, b.ListsOnRegister)
+	}
 	if !ok {
 		return
 	}
@@ -155,7 +172,7 @@ func sizes(t *testing.T, b Backend) {
 		if _, err := reg.Size(ctxFor(t, 10*time.Second)); !errors.Is(err, agent.ErrBadSize) {
 			t.Errorf("size %q: %v; want ErrBadSize", value, err)
 		}
-		_, err := Bootstrap(t, tok, "a", "10.0.0.1", time.Minute)
+		_, err := bootstrap(t, tok, "a", "10.0.0.1")
 		if !errors.Is(err, agent.ErrRegistryData) {
 			t.Errorf("bootstrap on size %q: %v; want ErrRegistryData", value, err)
 		}
@@ -168,7 +185,7 @@ func sizes(t *testing.T, b Backend) {
 // register: hosts registering at once decide one cluster.
 func register(t *testing.T, b Backend) {
 	tok := b.NewToken(t, 3)
-	plans := bootstrapAll(t, tok, []host{{"a", "10.0.0.1"}, {"b", "10.0.0.2"}, {"c", "10.0.0.3"}}, time.Minute)
+	plans := bootstrapAll(t, tok, []host{{"a", "10.0.0.1"}, {"b", "10.0.0.2"}, {"c", "10.0.0.3"}})
 	cluster := ""
 	for i, p := range plans {
 		if p.err != nil {
@@ -182,7 +199,11 @@ func register(t *testing.T, b Backend) {
 		}
 	}
 	reg := tok.Open(t)
-	for _, e := range list(t, reg) {
+	es := list(t, reg)
+	if len(es) != 3 {
+		t.Errorf("the token holds %v; want the three hosts' entries", es)
+	}
+	for _, e := range es {
 		if ms, err := agent.ParseCluster(e.Value); err != nil || memberKey(reg, ms[0].PeerURLs[0]) != e.Key {
 			t.Errorf("entry %+v is not a member's key", e)
 		}
@@ -192,12 +213,12 @@ func register(t *testing.T, b Backend) {
 // fullToken: a host that comes after the token filled writes nothing.
 func fullToken(t *testing.T, b Backend) {
 	tok := b.NewToken(t, 2)
-	for _, p := range bootstrapAll(t, tok, []host{{"a", "10.0.0.1"}, {"b", "10.0.0.2"}}, time.Minute) {
+	for _, p := range bootstrapAll(t, tok, []host{{"a", "10.0.0.1"}, {"b", "10.0.0.2"}}) {
 		if p.err != nil {
 			t.Fatal(p.err)
 		}
 	}
-	_, err := Bootstrap(t, tok, "c", "10.0.0.3", time.Minute)
+	_, err := bootstrap(t, tok, "c", "10.0.0.3")
 	if !errors.Is(err, agent.ErrTokenFull) {
 		t.Errorf("third host: %v; want ErrTokenFull", err)
 	}
@@ -212,7 +233,7 @@ func resume(t *testing.T, b Backend) {
 	tok := b.NewToken(t, 2)
 	reg := tok.Open(t)
 	tok.PutRaw(t, memberKey(reg, "http://10.0.0.1:2380"), "a=http://10.0.0.1:2380") // a killed earlier run
-	plans := bootstrapAll(t, tok, []host{{"a", "10.0.0.1"}, {"b", "10.0.0.2"}}, time.Minute)
+	plans := bootstrapAll(t, tok, []host{{"a", "10.0.0.1"}, {"b", "10.0.0.2"}})
 	for _, p := range plans {
 		if p.err != nil {
 			t.Fatal(p.err)
@@ -222,7 +243,7 @@ func resume(t *testing.T, b Backend) {
 		t.Errorf("host a did not say it resumed:\n%s", plans[0].log)
 	}
 	// A rerun without its cache, after the token filled: the same cluster.
-	again, err := Bootstrap(t, tok, "a", "10.0.0.1", time.Minute)
+	again, err := bootstrap(t, tok, "a", "10.0.0.1")
 	if err != nil || again.env["ETCD_INITIAL_CLUSTER"] != plans[0].env["ETCD_INITIAL_CLUSTER"] {
 		t.Errorf("rerun: %v, %s; want %s", err, again.env["ETCD_INITIAL_CLUSTER"], plans[0].env["ETCD_INITIAL_CLUSTER"])
 	}
@@ -237,11 +258,11 @@ func conflict(t *testing.T, b Backend) {
 	tok := b.NewToken(t, 3)
 	reg := tok.Open(t)
 	tok.PutRaw(t, memberKey(reg, "http://10.0.0.1:2380"), "other=http://10.0.0.1:2380")
-	if _, err := Bootstrap(t, tok, "a", "10.0.0.1", time.Minute); !errors.Is(err, agent.ErrConflict) {
+	if _, err := bootstrap(t, tok, "a", "10.0.0.1"); !errors.Is(err, agent.ErrConflict) {
 		t.Errorf("peer URL held under another name: %v; want ErrConflict", err)
 	}
 	tok.PutRaw(t, memberKey(reg, "http://10.0.0.9:2380"), "b=http://10.0.0.9:2380") // b, registered first
-	_, err := Bootstrap(t, tok, "b", "10.0.0.2", time.Minute)
+	_, err := bootstrap(t, tok, "b", "10.0.0.2")
 	if !errors.Is(err, agent.ErrConflict) || !strings.Contains(err.Error(), `name "b"`) {
 		t.Errorf("name registered first by another host: %v; want ErrConflict naming it", err)
 	}
@@ -260,7 +281,7 @@ func poisoned(t *testing.T, b Backend) {
 	} {
 		tok := b.NewToken(t, 2)
 		tok.PutRaw(t, tc.key, tc.value)
-		_, err := Bootstrap(t, tok, "a", "10.0.0.1", time.Minute)
+		_, err := bootstrap(t, tok, "a", "10.0.0.1")
 		if !errors.Is(err, agent.ErrRegistryData) || !strings.Contains(err.Error(), tc.key) {
 			t.Errorf("entry %s=%s: %v; want ErrRegistryData naming the key", tc.key, tc.value, err)
 		}
@@ -269,11 +290,11 @@ func poisoned(t *testing.T, b Backend) {
 		}
 	}
 	tok := b.NewToken(t, 1)
-	if _, err := Bootstrap(t, tok, "a", "10.0.0.1", time.Minute); err != nil {
+	if _, err := bootstrap(t, tok, "a", "10.0.0.1"); err != nil {
 		t.Fatal(err)
 	}
 	tok.PutRaw(t, "abc", "x=http://10.0.0.7:2380") // beyond the size
-	if _, err := Bootstrap(t, tok, "a", "10.0.0.1", time.Minute); err != nil {
+	if _, err := bootstrap(t, tok, "a", "10.0.0.1"); err != nil {
 		t.Errorf("a bad entry beyond the size: %v", err)
 	}
 }
@@ -283,10 +304,10 @@ func poisoned(t *testing.T, b Backend) {
 func registryRestart(t *testing.T, b Backend) {
 	tok := b.NewToken(t, 2)
 	first := make(chan result, 1)
-	go func() { first <- bootstrapOne(t, tok, host{"a", "10.0.0.1"}, time.Minute) }()
+	go func() { first <- bootstrapOne(t, tok, host{"a", "10.0.0.1"}) }()
 	waitEntries(t, tok.Open(t), 1)
 	tok.Restart(t)
-	second := bootstrapOne(t, tok, host{"b", "10.0.0.2"}, time.Minute)
+	second := bootstrapOne(t, tok, host{"b", "10.0.0.2"})
 	a := <-first
 	if a.err != nil || second.err != nil || a.env["ETCD_INITIAL_CLUSTER"] != second.env["ETCD_INITIAL_CLUSTER"] {
 		t.Fatalf("across a restart: %v / %v, %s / %s", a.err, second.err, a.env["ETCD_INITIAL_CLUSTER"], second.env["ETCD_INITIAL_CLUSTER"])
@@ -349,30 +370,35 @@ type result struct {
 	err error
 }
 
-func bootstrapAll(t *testing.T, tok Token, hosts []host, timeout time.Duration) []result {
+// bootstrapTimeout is the --timeout of every host the suite runs.
+const bootstrapTimeout = time.Minute
+
+// bootstrapAll runs the hosts' bootstraps on tok at once.
+func bootstrapAll(t *testing.T, tok Token, hosts []host) []result {
 	rs := make([]result, len(hosts))
 	var wg sync.WaitGroup
 	for i, h := range hosts {
-		wg.Go(func() { rs[i] = bootstrapOne(t, tok, h, timeout) })
+		wg.Go(func() { rs[i] = bootstrapOne(t, tok, h) })
 	}
 	wg.Wait()
 	return rs
 }
 
-// Bootstrap runs the agent's bootstrap for one host on tok, with files in
-// a temporary directory, and returns its env file's variables.
-func Bootstrap(t *testing.T, tok Token, name, addr string, timeout time.Duration) (result, error) {
-	r := bootstrapOne(t, tok, host{name, addr}, timeout)
+// bootstrap is bootstrapOne of host name at addr, its error apart.
+func bootstrap(t *testing.T, tok Token, name, addr string) (result, error) {
+	r := bootstrapOne(t, tok, host{name, addr})
 	return r, r.err
 }
 
-func bootstrapOne(t *testing.T, tok Token, h host, timeout time.Duration) result {
+// bootstrapOne runs the agent's bootstrap for host h on tok, with files in
+// a temporary directory, and returns its env file's variables.
+func bootstrapOne(t *testing.T, tok Token, h host) result {
 	reg := tok.Open(t)
 	dir := t.TempDir()
 	cfg := agent.Config{
 		Name: h.name, AdvertiseAddress: h.addr, PeerPort: 2380, ClientPort: 2379, Scheme: "http",
 		DataDir: filepath.Join(dir, "data"), EnvFile: filepath.Join(dir, "etcd.env"), StateDir: filepath.Join(dir, "state"),
-		Timeout: timeout, OnFull: agent.OnFullExit, JoinAs: agent.JoinAsLearner, Output: agent.OutputStatic,
+		Timeout: bootstrapTimeout, OnFull: agent.OnFullExit, JoinAs: agent.JoinAsLearner, Output: agent.OutputStatic,
 	}
 	if strings.Contains(reg.Token(), "://") {
 		cfg.Discovery = reg.Token()

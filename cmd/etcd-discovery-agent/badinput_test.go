@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
 )
 
 // Every bad input, in every command, ends with exit 2 and one line on
@@ -199,7 +201,7 @@ func TestBadInputs(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, tc := range tests {
-		key := strings.Join(tc.args, "\x00") + "\x00" + strings.Join(mapValues(tc.env), "\x00")
+		key := strings.Join(tc.args, "\x00") + "\x00" + strings.Join(environ(tc.env), "\x00")
 		if seen[key] {
 			t.Fatalf("%s: the same input twice", tc.name)
 		}
@@ -243,9 +245,7 @@ func TestBadInputs(t *testing.T) {
 // An --etcd-binary that runs but prints no etcd version is refused for
 // --on-full=proxy, as is one that fails; the version check is not skipped.
 func TestProxyNeedsTheEtcdVersion(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the programs given as --etcd-binary")
-	}
+	testenv.SkipIfShort(t) // it starts the programs given as --etcd-binary
 	dir := t.TempDir()
 	script := func(name, body string) string {
 		p := filepath.Join(dir, name)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -27,23 +28,40 @@ var agentBin string
 
 func TestMain(m *testing.M) { os.Exit(testenv.RunWithAgent(m, &agentBin)) }
 
-// runAgent runs the agent to completion and returns its exit code and
-// combined output.
-func runAgent(t *testing.T, args ...string) (int, string) {
+// execAgent runs the agent to completion with env (NAME=VALUE) added to a
+// bare PATH, its stdout and stderr going to the two buffers (one buffer
+// for combined output), and returns its exit code and run time.
+func execAgent(t *testing.T, env []string, stdout, stderr *bytes.Buffer, args ...string) (int, time.Duration) {
 	t.Helper()
 	testenv.SkipIfShort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, agentBin, args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	out, err := cmd.CombinedOutput()
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	start := time.Now()
+	err := cmd.Run()
+	took := time.Since(start)
 	if ctx.Err() != nil {
+		out := stdout.String()
+		if stderr != stdout {
+			out += stderr.String()
+		}
 		t.Fatalf("agent %v did not finish: %s", args, out)
 	}
 	if err != nil && cmd.ProcessState == nil {
 		t.Fatalf("run agent: %v", err)
 	}
-	return cmd.ProcessState.ExitCode(), string(out)
+	return cmd.ProcessState.ExitCode(), took
+}
+
+// runAgent runs the agent to completion and returns its exit code and
+// combined output.
+func runAgent(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var out bytes.Buffer
+	code, _ := execAgent(t, nil, &out, &out, args...)
+	return code, out.String()
 }
 
 // newToken makes a token of size n on the registry with the agent itself.
@@ -105,29 +123,49 @@ func startCluster(t *testing.T, etcdBin, discovery string, hosts []testenv.Host)
 // token would give them, and the cluster ID etcd derives from those IDs.
 func checkCluster(t *testing.T, discovery string, hosts []testenv.Host) {
 	t.Helper()
+	var peerURLs []string
+	for _, h := range hosts {
+		peerURLs = append(peerURLs, h.PeerURL())
+	}
+	want, wantCluster := wantMembers(discovery, hosts, peerURLs)
+	for _, h := range hosts {
+		checkMemberList(t, h, want, wantCluster)
+	}
+}
+
+// wantMembers is what etcd reports of a cluster of hosts that advertise
+// peerURLs and hash the string hashed (the token, or the cluster token)
+// into member IDs: each member's ID by name, and the cluster ID etcd
+// derives from those IDs.
+func wantMembers(hashed string, hosts []testenv.Host, peerURLs []string) (map[string]uint64, uint64) {
 	want := map[string]uint64{}
 	var ids []uint64
-	for _, h := range hosts {
-		want[h.Name] = agent.MemberID([]string{h.PeerURL()}, discovery)
+	for i, h := range hosts {
+		want[h.Name] = agent.MemberID([]string{peerURLs[i]}, hashed)
 		ids = append(ids, want[h.Name])
 	}
-	wantCluster := agent.ClusterID(ids)
-	for _, h := range hosts {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		cluster, ms, err := testenv.MemberList(ctx, h.ClientURL())
-		cancel()
-		testenv.Must(t, err, "member list from %s", h.Name)
-		got := map[string]uint64{}
-		for _, m := range ms {
-			got[m.Name] = m.ID
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("%s reports members %v, want %v (name: ID)", h.Name, got, want)
-		}
-		if cluster != wantCluster {
-			t.Errorf("%s reports cluster ID %s, want %s (from the member IDs)", h.Name, agent.FormatID(cluster), agent.FormatID(wantCluster))
-		}
+	return want, agent.ClusterID(ids)
+}
+
+// checkMemberList asserts that h's etcd reports exactly the members want
+// (name: ID) and the cluster ID wantCluster, and returns its member list.
+func checkMemberList(t *testing.T, h testenv.Host, want map[string]uint64, wantCluster uint64) []testenv.MemberInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	cluster, ms, err := testenv.MemberList(ctx, h.ClientURL())
+	cancel()
+	testenv.Must(t, err, "member list from %s", h.Name)
+	got := map[string]uint64{}
+	for _, m := range ms {
+		got[m.Name] = m.ID
 	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("%s reports members %v, want %v (name: ID)", h.Name, got, want)
+	}
+	if cluster != wantCluster {
+		t.Errorf("%s reports cluster ID %s, want %s (from the member IDs)", h.Name, agent.FormatID(cluster), agent.FormatID(wantCluster))
+	}
+	return ms
 }
 
 func TestThreeAgentsFormOneClusterAndAFourthFindsItFull(t *testing.T) {
@@ -795,16 +833,15 @@ func TestDNSCheckCatchesAStaleRecord(t *testing.T) {
 	}
 }
 
-// srvArgs are the bootstrap flags of a host in SRV mode that publishes its
-// records to the network's named.
-func srvArgs(h testenv.NetHost, named *testenv.DNSServer, extra ...string) []string {
-	return append([]string{
-		"bootstrap", "--name", h.Name, "--advertise-address", h.Addr.String(),
-		"--data-dir", h.DataDir(), "--env-file", h.EnvFile(), "--state-dir", h.StateDir(),
-		"--discovery-srv", "example.test", "--size", "3",
+// srvArgs are the bootstrap flags of a host in SRV mode, a cluster of
+// three under domain, that publishes its records to the network's named
+// (zone example.test).
+func srvArgs(h testenv.NetHost, named *testenv.DNSServer, domain string, extra ...string) []string {
+	return bootstrapArgs(h.Host, append([]string{
+		"--discovery-srv", domain, "--size", "3",
 		"--publish-server", named.Addr, "--publish-zone", "example.test", "--tsig-key-file", named.KeyFile,
 		"--timeout", "60s",
-	}, extra...)
+	}, extra...)...)
 }
 
 // Three hosts in network namespaces, each resolving through the test's
@@ -820,7 +857,7 @@ func TestSRVModeOnEtcd34WithHTTPRecords(t *testing.T) {
 	}
 	procs := make([]*testenv.Process, len(hosts))
 	for i, h := range hosts {
-		procs[i] = testenv.StartNetHost(t, agentBin, etcd, h, srvArgs(h, named)...)
+		procs[i] = testenv.StartNetHost(t, agentBin, etcd, h, srvArgs(h, named, "example.test")...)
 	}
 	want := map[string]uint64{}
 	for i, h := range hosts {
@@ -854,7 +891,7 @@ func TestSRVModeOnEtcd34WithHTTPRecords(t *testing.T) {
 	// A later host, with the same settings, finds the cluster running by
 	// SRV alone, joins it and publishes itself.
 	late := n.AddHost(t, "infra4")
-	p := testenv.StartNetHost(t, agentBin, etcd, late, srvArgs(late, named)...)
+	p := testenv.StartNetHost(t, agentBin, etcd, late, srvArgs(late, named, "example.test")...)
 	testenv.WaitHealthy(t, p, 90*time.Second, late.ClientURL())
 	if !strings.Contains(p.Output(), "runs already; joining it") {
 		t.Errorf("infra4 did not join:\n%s", p.Output())
@@ -891,7 +928,7 @@ func TestEtcdsOwnSRVDiscoveryFromPublishedRecords(t *testing.T) {
 	}
 	procs := make([]*testenv.Process, len(hosts))
 	for i, h := range hosts {
-		procs[i] = testenv.StartNetHost(t, agentBin, etcd37, h, srvArgs(h, named, "--output", "discovery-srv", "--etcd-binary", etcd37)...)
+		procs[i] = testenv.StartNetHost(t, agentBin, etcd37, h, srvArgs(h, named, "example.test", "--output", "discovery-srv", "--etcd-binary", etcd37)...)
 	}
 	for i, h := range hosts {
 		testenv.WaitHealthy(t, procs[i], 90*time.Second, h.ClientURL())
@@ -909,7 +946,7 @@ func TestEtcdsOwnSRVDiscoveryFromPublishedRecords(t *testing.T) {
 	// A later host joins the running 3.7 cluster: member list, lock and
 	// member add through 3.7's gateway; its env file is static (existing).
 	late := n.AddHost(t, "infra4")
-	p := testenv.StartNetHost(t, agentBin, etcd37, late, srvArgs(late, named, "--output", "discovery-srv", "--etcd-binary", etcd37)...)
+	p := testenv.StartNetHost(t, agentBin, etcd37, late, srvArgs(late, named, "example.test", "--output", "discovery-srv", "--etcd-binary", etcd37)...)
 	testenv.WaitHealthy(t, p, 90*time.Second, late.ClientURL())
 	env = testenv.ReadEnvFile(t, late.EnvFile())
 	if env["ETCD_INITIAL_CLUSTER_STATE"] != "existing" || env["ETCD_DISCOVERY_SRV"] != "" || !strings.Contains(env["ETCD_INITIAL_CLUSTER"], "infra4=http://infra4.example.test:2380") {

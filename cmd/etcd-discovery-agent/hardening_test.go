@@ -1,12 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -32,21 +32,9 @@ import (
 // environment and returns its exit code, combined output and run time.
 func runAgentEnv(t *testing.T, env []string, args ...string) (int, string, time.Duration) {
 	t.Helper()
-	testenv.SkipIfShort(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, agentBin, args...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	took := time.Since(start)
-	if ctx.Err() != nil {
-		t.Fatalf("agent %v did not finish: %s", args, out)
-	}
-	if err != nil && cmd.ProcessState == nil {
-		t.Fatalf("run agent: %v", err)
-	}
-	return cmd.ProcessState.ExitCode(), string(out), took
+	var out bytes.Buffer
+	code, took := execAgent(t, env, &out, &out, args...)
+	return code, out.String(), took
 }
 
 // tokenEntries lists the token's entries straight from the registry, as
@@ -82,15 +70,16 @@ func wantEntries(t *testing.T, discovery string, hosts []testenv.Host, extra ...
 	for _, h := range hosts {
 		want[keyOf(h, discovery)] = valueOf(h)
 	}
+	held := tokenEntries(t, discovery)
 	got := map[string]string{}
-	for k, e := range tokenEntries(t, discovery) {
+	for k, e := range held {
 		if slices.Contains(extra, k) {
 			continue
 		}
 		got[k] = e.Value
 	}
 	for _, k := range extra {
-		if _, ok := tokenEntries(t, discovery)[k]; !ok {
+		if _, ok := held[k]; !ok {
 			t.Errorf("the token lost the key %q", k)
 		}
 	}
@@ -385,8 +374,7 @@ func TestAHostThatFailsBeforeTheTokenFilledLeavesNoKey(t *testing.T) {
 			name: "name held by an earlier host",
 			fail: func(t *testing.T, discovery string, a, b testenv.Host) (int, string) {
 				b.Name = a.Name
-				code, out, _ := runAgentEnv(t, nil, testenv.AgentArgs(b, discovery, "--timeout", "30s")...)
-				return code, out
+				return runAgent(t, testenv.AgentArgs(b, discovery, "--timeout", "30s")...)
 			},
 			code: exitConflict, says: "is already registered by another host",
 		},
@@ -450,7 +438,7 @@ func TestKeyStaysOnceTheTokenFilled(t *testing.T) {
 	a, b := hosts[0], hosts[1]
 	first := testenv.StartAgent(t, agentBin, a, discovery, append(dnsFlags(narrow, named.KeyFile), "--peer-wait", "0", "--timeout", "60s")...)
 	waitRegistrations(t, discovery, 1)
-	code, out, _ := runAgentEnv(t, nil, testenv.AgentArgs(b, discovery, "--peer-wait", "0", "--timeout", "30s")...)
+	code, out := runAgent(t, testenv.AgentArgs(b, discovery, "--peer-wait", "0", "--timeout", "30s")...)
 	if code != 0 {
 		t.Fatalf("%s: exit %d:\n%s", b.Name, code, out)
 	}
@@ -463,7 +451,7 @@ func TestKeyStaysOnceTheTokenFilled(t *testing.T) {
 
 	// The rerun, without its cache, finds its key and resumes on it.
 	testenv.Must(t, os.RemoveAll(a.StateDir()), "remove the state dir")
-	code, out, _ = runAgentEnv(t, nil, testenv.AgentArgs(a, discovery, append(dnsFlags(named, named.KeyFile), "--peer-wait", "0", "--timeout", "30s")...)...)
+	code, out = runAgent(t, testenv.AgentArgs(a, discovery, append(dnsFlags(named, named.KeyFile), "--peer-wait", "0", "--timeout", "30s")...)...)
 	if code != 0 || !strings.Contains(out, "already registered under this token by an earlier run; resuming") {
 		t.Fatalf("rerun: exit %d, want 0 saying it resumed:\n%s", code, out)
 	}
@@ -515,7 +503,7 @@ func TestTokenSizeIsReadAsEtcdReadsIt(t *testing.T) {
 		t.Run(strconv.Quote(size), func(t *testing.T) {
 			discovery := fmt.Sprintf("%s/v2/keys/discovery/size%d-%d", registry, i, time.Now().UnixNano())
 			putRaw(t, discovery, "_config/size", size)
-			code, out, _ := runAgentEnv(t, nil, testenv.AgentArgs(h, discovery, "--timeout", "20s")...)
+			code, out := runAgent(t, testenv.AgentArgs(h, discovery, "--timeout", "20s")...)
 			q := strconv.Quote(strconv.Quote(size)) // as the log quotes the message
 			if code != exitRegistryData || !strings.Contains(out, "_config/size holds "+q[1:len(q)-1]) {
 				t.Errorf("exit %d, want %d naming _config/size and %q:\n%s", code, exitRegistryData, size, out)
@@ -546,7 +534,7 @@ func TestForeignEntriesAmongTheMembersSpoilTheToken(t *testing.T) {
 			discovery := newToken(t, registry, 3)
 			h := testenv.Hosts(t, "ls", 1)[0]
 			putRaw(t, discovery, e.path, e.value)
-			code, out, _ := runAgentEnv(t, nil, testenv.AgentArgs(h, discovery, "--timeout", "20s")...)
+			code, out := runAgent(t, testenv.AgentArgs(h, discovery, "--timeout", "20s")...)
 			if code != exitRegistryData || !strings.Contains(out, e.says) {
 				t.Errorf("exit %d, want %d naming %s:\n%s", code, exitRegistryData, e.says, out)
 			}
@@ -589,14 +577,14 @@ func TestBadEntriesBeyondTheSizeDoNotMatter(t *testing.T) {
 	putRaw(t, discovery, "abc", "infra1=http://127.0.0.9:2380")
 	putRaw(t, discovery, "sub/x", "y")
 
-	code, out, _ := runAgentEnv(t, nil, testenv.AgentArgs(hosts[2], discovery, "--timeout", "20s")...)
+	code, out := runAgent(t, testenv.AgentArgs(hosts[2], discovery, "--timeout", "20s")...)
 	if code != exitTokenFull || !strings.Contains(out, "already has its 2 members") {
 		t.Errorf("late host: exit %d, want %d (full):\n%s", code, exitTokenFull, out)
 	}
 	noEnvFile(t, hosts[2])
 	testenv.Must(t, os.RemoveAll(hosts[0].StateDir()), "remove the state dir")
 	testenv.Must(t, os.Remove(hosts[0].EnvFile()), "remove the env file")
-	code, out, _ = runAgentEnv(t, nil, testenv.AgentArgs(hosts[0], discovery, "--peer-wait", "0", "--timeout", "20s")...)
+	code, out = runAgent(t, testenv.AgentArgs(hosts[0], discovery, "--peer-wait", "0", "--timeout", "20s")...)
 	if code != 0 || !strings.Contains(out, "resuming") {
 		t.Errorf("rerun of a member: exit %d, want 0, resuming:\n%s", code, out)
 	}
@@ -662,7 +650,7 @@ func TestRestartsAreNeverBlockedByTheCache(t *testing.T) {
 		t.Helper()
 		testenv.Must(t, os.WriteFile(filepath.Join(a.StateDir(), "state.json"), state, 0o644), "write state.json")
 		testenv.Must(t, os.Remove(a.EnvFile()), "remove the env file")
-		code, out, _ := runAgentEnv(t, nil, testenv.AgentArgs(a, discovery, "--timeout", "20s")...)
+		code, out := runAgent(t, testenv.AgentArgs(a, discovery, "--timeout", "20s")...)
 		if code != 0 || !strings.Contains(out, warns) || !strings.Contains(out, "not contacting the registry") {
 			t.Fatalf("restart: exit %d, want 0 warning %q:\n%s", code, warns, out)
 		}
@@ -707,7 +695,7 @@ func TestRestartsAreNeverBlockedByTheCache(t *testing.T) {
 		testenv.Must(t, err, "read state")
 		testenv.Must(t, os.WriteFile(filepath.Join(fresh[0].StateDir(), "state.json"), other, 0o644), "write state.json")
 		testenv.Must(t, os.Remove(fresh[0].EnvFile()), "remove the env file")
-		code, out, _ := runAgentEnv(t, nil, testenv.AgentArgs(fresh[0], d, "--peer-wait", "0", "--timeout", "20s")...)
+		code, out := runAgent(t, testenv.AgentArgs(fresh[0], d, "--peer-wait", "0", "--timeout", "20s")...)
 		if code != 0 || !strings.Contains(out, "belongs to another token or host identity") || !strings.Contains(out, "resuming") {
 			t.Errorf("fresh host with another host's state.json: exit %d, want 0, warning and resuming:\n%s", code, out)
 		}

@@ -153,15 +153,7 @@ func (k matrixToken) registered(t *testing.T) int {
 
 // matrixArgs are the bootstrap flags of host h on token k.
 func matrixArgs(h testenv.Host, k matrixToken, extra ...string) []string {
-	return append(append([]string{
-		"bootstrap",
-		"--name", h.Name,
-		"--advertise-address", h.Addr.String(),
-		"--data-dir", h.DataDir(),
-		"--env-file", h.EnvFile(),
-		"--state-dir", h.StateDir(),
-		"--timeout", "60s",
-	}, k.agentFlags()...), extra...)
+	return bootstrapArgs(h, append(append([]string{"--timeout", "60s"}, k.agentFlags()...), extra...)...)
 }
 
 // matrixMember is one host of a matrix cluster: the etcd version it runs
@@ -224,36 +216,19 @@ func startMatrixCluster(t *testing.T, tok matrixToken, members []matrixMember, a
 // it does not know.
 func (c *matrixCluster) check(t *testing.T) {
 	t.Helper()
-	want := map[string]uint64{}
-	var ids []uint64
-	for i, h := range c.hosts {
-		want[h.Name] = agent.MemberID([]string{c.peerURLs[i]}, c.hashed)
-		ids = append(ids, want[h.Name])
-	}
-	wantCluster := agent.ClusterID(ids)
+	want, wantCluster := wantMembers(c.hashed, c.hosts, c.peerURLs)
 	for i, h := range c.hosts {
 		if v := serverVersion(t, h); !strings.HasPrefix(v, c.members[i].version+".") {
 			t.Errorf("%s runs etcd %s, want %s", h.Name, v, c.members[i].version)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		cluster, ms, err := testenv.MemberList(ctx, h.ClientURL())
-		cancel()
-		testenv.Must(t, err, "member list from %s", h.Name)
-		got, started := map[string]uint64{}, 0
+		ms, started := checkMemberList(t, h, want, wantCluster), 0
 		for _, m := range ms {
-			got[m.Name] = m.ID
 			if m.Name != "" && len(m.ClientURLs) > 0 {
 				started++
 			}
 		}
 		if started != len(c.hosts) || len(ms) != len(c.hosts) {
 			t.Errorf("%s reports %d members, %d of them started; want %d started", h.Name, len(ms), started, len(c.hosts))
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("%s reports members %v, want %v (name: ID)", h.Name, got, want)
-		}
-		if cluster != wantCluster {
-			t.Errorf("%s reports cluster ID %s, want %s (from the member IDs)", h.Name, agent.FormatID(cluster), agent.FormatID(wantCluster))
 		}
 		if out := c.procs[i].Output(); strings.Contains(out, "unrecognized environment variable") {
 			t.Errorf("%s's etcd did not know a variable of its environment:\n%s", h.Name, out)
@@ -284,36 +259,57 @@ func serverVersion(t *testing.T, h testenv.Host) string {
 	return v.Server
 }
 
-// Three agent hosts, output static, on every registry kind; every member
-// version on a v2 and on a v3 token.
-func TestMatrixStatic(t *testing.T) {
-	for _, tc := range []struct {
-		member   string
-		registry registryKind
-	}{
-		{"3.4", v2On34}, {"3.7", v2On34},
-		{"3.5", v2On35}, {"3.6", v2On35},
-		{"3.4", v3On34}, {"3.5", v3On34},
-		{"3.6", v3On37}, {"3.7", v3On37},
-	} {
-		t.Run("etcd"+tc.member+"_"+tc.registry.String(), func(t *testing.T) {
+// matrixCase is one cluster of the matrix: its members, on a token of
+// kind registry that they fill.
+type matrixCase struct {
+	name     string
+	registry registryKind
+	members  []matrixMember
+}
+
+// agentCase is three agent hosts of etcd version member on a token of
+// kind registry, named etcdVERSION_KIND.
+func agentCase(member string, registry registryKind) matrixCase {
+	return matrixCase{"etcd" + member + "_" + registry.String(), registry, agents(member, 3)}
+}
+
+// runMatrix runs each case in a parallel subtest: its cluster on a fresh
+// token (agent hosts with agentExtra), checked as an operator would
+// (check), then more, then the token must hold one registration per
+// member.
+func runMatrix(t *testing.T, cases []matrixCase, agentExtra []string, more func(t *testing.T, tok matrixToken, c *matrixCluster)) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			tok := newMatrixToken(t, tc.registry, 3)
-			c := startMatrixCluster(t, tok, agents(tc.member, 3))
+			tok := newMatrixToken(t, tc.registry, len(tc.members))
+			c := startMatrixCluster(t, tok, tc.members, agentExtra...)
 			c.check(t)
-			initial := c.env(t, 0)["ETCD_INITIAL_CLUSTER"]
-			for i, h := range c.hosts {
-				env := c.env(t, i)
-				if env["ETCD_INITIAL_CLUSTER"] != initial || strings.Count(initial, "=http://") != 3 ||
-					env["ETCD_INITIAL_CLUSTER_STATE"] != "new" || env["ETCD_INITIAL_CLUSTER_TOKEN"] != tok.hashed() {
-					t.Errorf("%s's env file: %v", h.Name, env)
-				}
-			}
-			if n := tok.registered(t); n != 3 {
-				t.Errorf("the token holds %d registrations, want 3", n)
+			more(t, tok, c)
+			if n := tok.registered(t); n != len(tc.members) {
+				t.Errorf("the token holds %d registrations, want %d", n, len(tc.members))
 			}
 		})
 	}
+}
+
+// Three agent hosts, output static, on every registry kind; every member
+// version on a v2 and on a v3 token.
+func TestMatrixStatic(t *testing.T) {
+	runMatrix(t, []matrixCase{
+		agentCase("3.4", v2On34), agentCase("3.7", v2On34),
+		agentCase("3.5", v2On35), agentCase("3.6", v2On35),
+		agentCase("3.4", v3On34), agentCase("3.5", v3On34),
+		agentCase("3.6", v3On37), agentCase("3.7", v3On37),
+	}, nil, func(t *testing.T, tok matrixToken, c *matrixCluster) {
+		initial := c.env(t, 0)["ETCD_INITIAL_CLUSTER"]
+		for i, h := range c.hosts {
+			env := c.env(t, i)
+			if env["ETCD_INITIAL_CLUSTER"] != initial || strings.Count(initial, "=http://") != 3 ||
+				env["ETCD_INITIAL_CLUSTER_STATE"] != "new" || env["ETCD_INITIAL_CLUSTER_TOKEN"] != tok.hashed() {
+				t.Errorf("%s's env file: %v", h.Name, env)
+			}
+		}
+	})
 }
 
 // Agent hosts and etcd's own discovery (native members started with
@@ -323,98 +319,61 @@ func TestMatrixStatic(t *testing.T) {
 func TestMatrixInterop(t *testing.T) {
 	agent35, agent36, agent37 := matrixMember{version: "3.5"}, matrixMember{version: "3.6"}, matrixMember{version: "3.7"}
 	native35, native36, native37 := matrixMember{version: "3.5", native: true}, matrixMember{version: "3.6", native: true}, matrixMember{version: "3.7", native: true}
-	for _, tc := range []struct {
-		name     string
-		registry registryKind
-		members  []matrixMember
-	}{
+	runMatrix(t, []matrixCase{
 		{"2agents3.7_native3.7_v3@3.4", v3On34, []matrixMember{agent37, agent37, native37}},
 		{"agent3.6_native3.6_native3.7_v3@3.7", v3On37, []matrixMember{agent36, native36, native37}},
 		// etcd's own v2 discovery (--discovery), which 3.5 and 3.6 still have.
 		{"2agents3.5_native3.5_v2@3.5", v2On35, []matrixMember{agent35, agent35, native35}},
 		{"agent3.6_native3.5_native3.6_v2@3.5", v2On35, []matrixMember{agent36, native35, native36}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tok := newMatrixToken(t, tc.registry, 3)
-			c := startMatrixCluster(t, tok, tc.members)
-			c.check(t)
-			for i, m := range tc.members {
-				_, err := os.Stat(c.hosts[i].EnvFile())
-				if m.native != os.IsNotExist(err) {
-					t.Errorf("%s (native %t): env file stat: %v", c.hosts[i].Name, m.native, err)
-				}
+	}, nil, func(t *testing.T, _ matrixToken, c *matrixCluster) {
+		for i, m := range c.members {
+			_, err := os.Stat(c.hosts[i].EnvFile())
+			if m.native != os.IsNotExist(err) {
+				t.Errorf("%s (native %t): env file stat: %v", c.hosts[i].Name, m.native, err)
 			}
-			if n := tok.registered(t); n != 3 {
-				t.Errorf("the token holds %d registrations, want 3", n)
-			}
-		})
-	}
+		}
+	})
 }
 
 // --output discovery-token: the agents register and wait until the token
 // is full; etcd 3.6 and 3.7 then run their own v3 discovery on it.
 func TestMatrixOutputDiscoveryToken(t *testing.T) {
-	for _, tc := range []struct {
-		member   string
-		registry registryKind
-	}{
-		{"3.6", v3On34},
-		{"3.7", v3On37},
-	} {
-		t.Run("etcd"+tc.member+"_"+tc.registry.String(), func(t *testing.T) {
-			t.Parallel()
-			tok := newMatrixToken(t, tc.registry, 3)
-			c := startMatrixCluster(t, tok, agents(tc.member, 3), "--output", "discovery-token")
-			c.check(t)
-			for i, h := range c.hosts {
-				env := c.env(t, i)
-				if env["ETCD_DISCOVERY_TOKEN"] != tok.token || env["ETCD_DISCOVERY_ENDPOINTS"] != tok.endpoint || env["ETCD_INITIAL_CLUSTER"] != "" {
-					t.Errorf("%s's env file: %v", h.Name, env)
-				}
-				// etcd's v3 discovery logs each member it found.
-				if out := c.procs[i].Output(); !strings.Contains(out, "found peer from discovery service") {
-					t.Errorf("%s's etcd did not run its own v3 discovery:\n%s", h.Name, out)
-				}
+	runMatrix(t, []matrixCase{
+		agentCase("3.6", v3On34),
+		agentCase("3.7", v3On37),
+	}, []string{"--output", "discovery-token"}, func(t *testing.T, tok matrixToken, c *matrixCluster) {
+		for i, h := range c.hosts {
+			env := c.env(t, i)
+			if env["ETCD_DISCOVERY_TOKEN"] != tok.token || env["ETCD_DISCOVERY_ENDPOINTS"] != tok.endpoint || env["ETCD_INITIAL_CLUSTER"] != "" {
+				t.Errorf("%s's env file: %v", h.Name, env)
 			}
-			if n := tok.registered(t); n != 3 {
-				t.Errorf("the token holds %d registrations, want 3", n)
+			// etcd's v3 discovery logs each member it found.
+			if out := c.procs[i].Output(); !strings.Contains(out, "found peer from discovery service") {
+				t.Errorf("%s's etcd did not run its own v3 discovery:\n%s", h.Name, out)
 			}
-		})
-	}
+		}
+	})
 }
 
 // --output discovery: the agent only checks the v2 token (it does not
 // register) and hands the URL to etcd's own v2 discovery, which etcd 3.4
 // to 3.6 still have.
 func TestMatrixOutputDiscovery(t *testing.T) {
-	for _, tc := range []struct {
-		member   string
-		registry registryKind
-	}{
-		{"3.4", v2On34},
-		{"3.5", v2On35},
-		{"3.6", v2On35},
-	} {
-		t.Run("etcd"+tc.member+"_"+tc.registry.String(), func(t *testing.T) {
-			t.Parallel()
-			tok := newMatrixToken(t, tc.registry, 3)
-			c := startMatrixCluster(t, tok, agents(tc.member, 3), "--output", "discovery")
-			c.check(t)
-			for i, h := range c.hosts {
-				env := c.env(t, i)
-				if env["ETCD_DISCOVERY"] != tok.url || env["ETCD_DISCOVERY_FALLBACK"] != "exit" || env["ETCD_INITIAL_CLUSTER"] != "" {
-					t.Errorf("%s's env file: %v", h.Name, env)
-				}
-				if out := c.procs[i].Output(); !strings.Contains(out, "etcd registers itself") {
-					t.Errorf("%s's agent did not leave the registration to etcd:\n%s", h.Name, out)
-				}
+	runMatrix(t, []matrixCase{
+		agentCase("3.4", v2On34),
+		agentCase("3.5", v2On35),
+		agentCase("3.6", v2On35),
+	}, []string{"--output", "discovery"}, func(t *testing.T, tok matrixToken, c *matrixCluster) {
+		for i, h := range c.hosts {
+			env := c.env(t, i)
+			if env["ETCD_DISCOVERY"] != tok.url || env["ETCD_DISCOVERY_FALLBACK"] != "exit" || env["ETCD_INITIAL_CLUSTER"] != "" {
+				t.Errorf("%s's env file: %v", h.Name, env)
 			}
-			if n := tok.registered(t); n != 3 {
-				t.Errorf("the token holds %d registrations, want 3", n)
+			if out := c.procs[i].Output(); !strings.Contains(out, "etcd registers itself") {
+				t.Errorf("%s's agent did not leave the registration to etcd:\n%s", h.Name, out)
 			}
-		})
-	}
+		}
+	})
 }
 
 // Every combination that cannot work is refused with exit 2 and a message
@@ -647,7 +606,7 @@ func TestMatrixWhyRefused(t *testing.T) {
 			hosts, plain, starts = append(hosts, h), append(plain, h.Host), append(starts, h.Start)
 		}
 		bootstrapAll(t, plain, starts, func(i int) []string {
-			return srvArgs(hosts[i], named, "--output", "discovery-srv", "--etcd-version", "3.5.0")
+			return srvArgs(hosts[i], named, "example.test", "--output", "discovery-srv", "--etcd-version", "3.5.0")
 		})
 		for i, h := range hosts {
 			p := etcdFromEnvFile(t, starts[i], h.Host, testenv.EtcdBinary(t))
@@ -681,11 +640,7 @@ func TestMatrixSRV(t *testing.T) {
 				c.hosts = append(c.hosts, h.Host)
 				c.peerURLs = append(c.peerURLs, "http://"+h.Name+"."+domain+":2380")
 				c.procs = append(c.procs, testenv.StartNetHost(t, agentBin, bin, h,
-					"bootstrap", "--name", h.Name, "--advertise-address", h.Addr.String(),
-					"--data-dir", h.DataDir(), "--env-file", h.EnvFile(), "--state-dir", h.StateDir(),
-					"--discovery-srv", domain, "--size", "3",
-					"--publish-server", named.Addr, "--publish-zone", "example.test", "--tsig-key-file", named.KeyFile,
-					"--output", tc.output, "--etcd-binary", bin, "--timeout", "60s"))
+					srvArgs(h, named, domain, "--output", tc.output, "--etcd-binary", bin)...))
 			}
 			for i, h := range c.hosts {
 				testenv.WaitHealthy(t, c.procs[i], 90*time.Second, h.ClientURL())

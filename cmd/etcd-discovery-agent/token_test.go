@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent"
-	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/envfile"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/etcdv2"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/agent/etcdv3"
 	"github.com/etcd-discovery-agent/etcd-discovery-agent/testenv"
@@ -129,31 +128,19 @@ func gone(t *testing.T, reg agent.Registry) {
 	}
 }
 
-// runTokenCmd runs the agent with env (NAME=VALUE) added to a bare PATH
-// and returns its exit code, stdout and stderr.
-func runTokenCmd(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
+// runTokenCmd runs the agent to completion and returns its exit code,
+// stdout and stderr.
+func runTokenCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	testenv.SkipIfShort(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, agentBin, args...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("agent %v did not finish: %s%s", args, out.String(), errOut.String())
-	}
-	if err != nil && cmd.ProcessState == nil {
-		t.Fatalf("run agent: %v", err)
-	}
-	return cmd.ProcessState.ExitCode(), out.String(), errOut.String()
+	code, _ = execAgent(t, nil, &out, &errOut, args...)
+	return code, out.String(), errOut.String()
 }
 
 // mustToken runs a token command that must succeed and returns its stdout.
 func mustToken(t *testing.T, args ...string) string {
 	t.Helper()
-	code, out, errOut := runTokenCmd(t, nil, args...)
+	code, out, errOut := runTokenCmd(t, args...)
 	if code != 0 {
 		t.Fatalf("%v: exit %d:\n%s%s", args, code, out, errOut)
 	}
@@ -164,7 +151,7 @@ func mustToken(t *testing.T, args ...string) string {
 // stderr says each of says, and returns stdout and stderr.
 func wantExit(t *testing.T, code int, says []string, args ...string) (string, string) {
 	t.Helper()
-	got, out, errOut := runTokenCmd(t, nil, args...)
+	got, out, errOut := runTokenCmd(t, args...)
 	if got != code {
 		t.Errorf("%v: exit %d; want %d:\n%s%s", args, got, code, out, errOut)
 	}
@@ -197,14 +184,9 @@ func showsMembers(t *testing.T, out string, size, members int, names ...string) 
 // checks that sh reads the same: set -a; . FILE.
 func readEnvLines(t *testing.T, out string) map[string]string {
 	t.Helper()
-	vars, err := envfile.Parse([]byte(out))
-	testenv.Must(t, err, "token new --print env printed lines outside the env file subset:\n%s", out)
-	parsed := map[string]string{}
-	for _, v := range vars {
-		parsed[v.Name] = v.Value
-	}
 	file := filepath.Join(t.TempDir(), "agent.env")
 	testenv.Must(t, os.WriteFile(file, []byte(out), 0o644), "write agent.env")
+	parsed := testenv.ReadEnvFile(t, file)
 	cmd := exec.Command("/bin/sh", "-c", `set -a; . "$1"; set +a; env`, "sh", file)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	shOut, err := cmd.Output()
@@ -231,8 +213,9 @@ func environ(vars map[string]string) []string {
 	return env
 }
 
-// bootstrapArgs are a host's bootstrap flags without the token: the
-// token comes from the environment.
+// bootstrapArgs are a host's bootstrap flags (its name, address and files
+// under h.Dir) and extra, without what names the cluster: a token, an SRV
+// domain, or the environment gives it.
 func bootstrapArgs(h testenv.Host, extra ...string) []string {
 	return append([]string{"bootstrap", "--name", h.Name, "--advertise-address", h.Addr.String(),
 		"--data-dir", h.DataDir(), "--env-file", h.EnvFile(), "--state-dir", h.StateDir()}, extra...)
@@ -352,7 +335,7 @@ func TestTokenTTLExpires(t *testing.T) {
 
 			var left time.Duration
 			waitFor(t, ttl+15*time.Second, "token show says the token is gone", func() bool {
-				code, _, _ := runTokenCmd(t, nil, k.cmd("show", token)...)
+				code, _, _ := runTokenCmd(t, k.cmd("show", token)...)
 				left = time.Since(made)
 				return code == exitRegistryData
 			})
@@ -420,14 +403,14 @@ func TestTokenCommandsThroughATLSAuthRegistry(t *testing.T) {
 						anon.flags = append(anon.flags, f, k.flags[i+1])
 					}
 				}
-				code, out, errOut := runTokenCmd(t, nil, anon.newArgs("--size", "1", "--token", "nouser")...)
+				code, out, errOut := runTokenCmd(t, anon.newArgs("--size", "1", "--token", "nouser")...)
 				check("token new without a user", out, errOut)
 				if code != exitAccess || !strings.Contains(errOut, "access refused") {
 					t.Errorf("token new without the user: exit %d; want %d, access refused:\n%s%s", code, exitAccess, out, errOut)
 				}
 			}
 
-			code, out, errOut := runTokenCmd(t, nil, k.newArgs("--size", "1", "--ttl", "10m", "--print", "env")...)
+			code, out, errOut := runTokenCmd(t, k.newArgs("--size", "1", "--ttl", "10m", "--print", "env")...)
 			check("token new", out, errOut)
 			if code != 0 {
 				t.Fatalf("token new: exit %d:\n%s%s", code, out, errOut)
@@ -452,19 +435,19 @@ func TestTokenCommandsThroughATLSAuthRegistry(t *testing.T) {
 			}
 			check("the host's agent", p.Output(), "")
 
-			code, out, errOut = runTokenCmd(t, nil, k.cmd("show", token)...)
+			code, out, errOut = runTokenCmd(t, k.cmd("show", token)...)
 			check("token show", out, errOut)
 			if code != 0 {
 				t.Fatalf("token show: exit %d:\n%s%s", code, out, errOut)
 			}
 			showsMembers(t, out, 1, 1, h.Name)
-			code, out, errOut = runTokenCmd(t, nil, k.cmd("delete", token)...)
+			code, out, errOut = runTokenCmd(t, k.cmd("delete", token)...)
 			check("token delete", out, errOut)
 			if code != 0 {
 				t.Errorf("token delete: exit %d:\n%s%s", code, out, errOut)
 			}
 			gone(t, k.open(t, token))
-			code, out, errOut = runTokenCmd(t, nil, k.cmd("show", token)...)
+			code, out, errOut = runTokenCmd(t, k.cmd("show", token)...)
 			check("token show after delete", out, errOut)
 			if code != exitRegistryData {
 				t.Errorf("token show after delete: exit %d; want %d:\n%s%s", code, exitRegistryData, out, errOut)

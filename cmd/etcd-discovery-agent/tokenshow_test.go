@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -115,9 +114,7 @@ func FuzzPrintToken(f *testing.F) {
 // wrote: escape sequences and newlines are shown escaped, a huge value is
 // cut, and the exit code says the token holds malformed entries.
 func TestTokenShowEscapesRegistryData(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd")
-	}
+	testenv.SkipIfShort(t)
 	registry, _ := testenv.Registry(t)
 	discovery := newToken(t, registry, 2)
 	valid := agent.FormatID(agent.MemberID([]string{"http://127.0.0.1:2380"}, discovery))
@@ -159,9 +156,7 @@ func TestTokenShowEscapesRegistryData(t *testing.T) {
 // A registry value of 1 MB that bootstrap refuses is named in its one log
 // line, escaped and cut, not echoed whole (it once made a 4 MB line).
 func TestHugeRegistryValueIsCutInTheLog(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd")
-	}
+	testenv.SkipIfShort(t)
 	registry, _ := testenv.Registry(t)
 	discovery := newToken(t, registry, 2)
 	putRaw(t, discovery, "badc0ffee", "evil=http://127.0.0.9:2380/\x1b[2J"+strings.Repeat("x", 1<<20))
@@ -188,9 +183,7 @@ func TestHugeRegistryValueIsCutInTheLog(t *testing.T) {
 			t.Errorf("the error lacks %q: %s", want, failed)
 		}
 	}
-	if _, err := os.Stat(h.EnvFile()); !os.IsNotExist(err) {
-		t.Errorf("env file written (stat: %v)", err)
-	}
+	noEnvFile(t, h)
 }
 
 // Errors printed without a log are one line, escaped, and bounded.
